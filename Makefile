@@ -1,0 +1,87 @@
+# hotrestart — zero-downtime restarts for unmodified Linux servers.
+#   make            build/hotrestart, build/libhotrestart.so, build/testserver
+#   make demo       build, then show a reload under load with zero failed requests
+#   make check      install test dependencies (make deps), run unit and integration tests
+#   make bench      benchmarks (ratios, never asserted)
+#   make install    PREFIX=/usr/local
+
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib/hotrestart
+BUILD     ?= build
+CXX       ?= g++
+CC        ?= gcc
+VERSION   := 0.1.0
+
+WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
+CXXFLAGS  ?= -O2 -g
+CXXFLAGS  += -std=c++17 $(WARN) -D_GNU_SOURCE -fno-exceptions -fno-rtti
+SHIM_FLAGS := -fPIC -fvisibility=hidden -fno-stack-protector
+LAUNCHER_FLAGS := -Ishim -DHR_VERSION='"$(VERSION)"' -DHR_LIBDIR='"$(LIBDIR)"'
+
+SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/core.cc \
+                shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc
+LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
+                launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc \
+                shim/protocol.cc shim/addr.cc shim/state.cc
+SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
+LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
+HEADERS      := $(wildcard shim/*.h launcher/*.h)
+
+UNIT_TESTS   := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.cc))
+
+PYTEST       ?= /usr/bin/python3 -m pytest
+
+.PHONY: all demo check unit integration deps bench install clean
+all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
+
+$(BUILD)/shimobj/%.o: %.cc $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(SHIM_FLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cc $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(LAUNCHER_FLAGS) -c -o $@ $<
+
+# The shim is linked without the C++ runtime: nothing of libstdc++ may be loaded into every program.
+$(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map
+	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
+	    -o $@ $(SHIM_OBJ) -ldl -lpthread
+
+$(BUILD)/hotrestart: $(LAUNCHER_OBJ)
+	$(CXX) -o $@ $(LAUNCHER_OBJ)
+
+$(BUILD)/testserver: examples/testserver.c
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread -o $@ $<
+
+# Unit tests link the pure modules directly (no preload needed for them).
+$(BUILD)/unit/%: tests/unit/%.cc shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< shim/protocol.cc shim/addr.cc shim/state.cc \
+	    launcher/genstate.cc -lcmocka
+
+unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+integration: all
+	$(PYTEST) -q tests/integration
+
+deps:
+	@sh tests/deps.sh
+
+check: deps all unit integration
+
+demo: all
+	@/usr/bin/python3 examples/demo.py
+
+bench: all
+	@sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/hotrestart $(DESTDIR)$(PREFIX)/bin/hotrestart
+	install -m 644 $(BUILD)/libhotrestart.so $(DESTDIR)$(LIBDIR)/libhotrestart.so
+	install -m 644 man/hotrestart.1 $(DESTDIR)$(PREFIX)/share/man/man1/hotrestart.1
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,83 @@
+#include "registry.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace hr {
+
+Registry::~Registry() {
+    for (auto &l : items_) close(l.fd);
+}
+
+const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
+    *dup_of = nullptr;
+    struct stat st;
+    Listener l;
+    int type = 0, v6only = 0;
+    socklen_t tl = sizeof type;
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    bool ok = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+              getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+              getsockname(fd, reinterpret_cast<sockaddr *>(&ss), &sl) == 0;
+    if (ok && ss.ss_family == AF_INET6) {
+        tl = sizeof v6only;
+        ok = getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &tl) == 0;
+    }
+    ok = ok && key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &l.key);
+    if (!ok) {
+        close(fd);
+        return nullptr;
+    }
+    for (auto &e : items_) {
+        if (e.dev == st.st_dev && e.ino == st.st_ino) {
+            e.users.insert(gen);
+            *dup_of = &e;
+            close(fd);
+            return nullptr;
+        }
+    }
+    char buf[160];
+    l.id = next_id_++;
+    l.fd = fd;
+    l.dev = st.st_dev;
+    l.ino = st.st_ino;
+    l.name = key_format(l.key, buf, sizeof buf);
+    l.users.insert(gen);
+    items_.push_back(l);
+    return &items_.back();
+}
+
+const Listener *Registry::find(uint64_t id) const {
+    for (auto &e : items_)
+        if (e.id == id) return &e;
+    return nullptr;
+}
+
+void Registry::mark_used(uint64_t id, int gen) {
+    for (auto &e : items_)
+        if (e.id == id) e.users.insert(gen);
+}
+
+void Registry::drop_user(int gen) {
+    for (auto &e : items_) e.users.erase(gen);
+}
+
+std::vector<std::string> Registry::prune() {
+    std::vector<std::string> released;
+    std::vector<Listener> keep;
+    for (auto &e : items_) {
+        if (e.users.empty()) {
+            close(e.fd);
+            released.push_back(e.name);
+        } else {
+            keep.push_back(e);
+        }
+    }
+    items_.swap(keep);
+    return released;
+}
+
+} // namespace hr

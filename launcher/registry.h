@@ -1,0 +1,45 @@
+// The launcher's registry of listening sockets: every socket any generation listened on (registered by
+// the shim over SCM_RIGHTS), in registration order, each read back from the kernel. Later, sockets given
+// on the command line (systemd-style) can join it the same way.
+#pragma once
+
+#include "addr.h"
+
+#include <set>
+#include <stdint.h>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace hr {
+
+struct Listener {
+    uint64_t id = 0;      // stable across pruning
+    int fd = -1;          // the launcher's copy (close-on-exec except in a child being spawned)
+    SockKey key;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    std::string name;     // "127.0.0.1:8080" for logs
+    std::set<int> users;  // generations that registered or claimed it
+};
+
+class Registry {
+public:
+    ~Registry();
+    // Takes ownership of fd. Returns the entry, or nullptr (fd closed) if it is not a named socket or is
+    // already registered (the same open file description seen again), in which case *dup_of is set.
+    const Listener *add(int fd, int gen, const Listener **dup_of);
+    const Listener *find(uint64_t id) const;
+    void mark_used(uint64_t id, int gen);
+    // Forgets that gen uses anything (it is gone).
+    void drop_user(int gen);
+    // Closes every socket no live generation uses; returns their names.
+    std::vector<std::string> prune();
+    const std::vector<Listener> &all() const { return items_; }
+
+private:
+    std::vector<Listener> items_;
+    uint64_t next_id_ = 1;
+};
+
+} // namespace hr

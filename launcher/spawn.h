@@ -1,0 +1,30 @@
+// fork/exec of one generation: the only place where descriptors cross into a child.
+#pragma once
+
+#include "options.h"
+#include "protocol.h"
+
+#include <signal.h>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace hr {
+
+struct SpawnRequest {
+    std::vector<std::string> argv; // PROGRAM ARGS (PROGRAM resolved through PATH at every spawn)
+    std::string shim;              // absolute path of libhotrestart.so
+    Config cfg;                    // ctl/wake/shm/fds as the child will see them; main_pid filled in the child
+    std::vector<int> pass_fds;     // exactly the descriptors the child inherits besides 0, 1, 2
+    sigset_t sigmask;              // the launcher's original signal mask, restored in the child
+};
+
+struct SpawnResult {
+    pid_t pid = -1;   // >0: running the program
+    int error = 0;    // errno of fork, or of exec in the child (then the child has already exited)
+    const char *what = ""; // "fork", "execute"
+};
+
+SpawnResult spawn_generation(const SpawnRequest &req);
+
+} // namespace hr

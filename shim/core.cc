@@ -1,0 +1,312 @@
+// Start-up of the shim: read HOTRESTART once, validate every descriptor it names against the kernel,
+// move the private ones out of the program's way, and only then switch the wrappers on. Any doubt means
+// pass-through with one warning line.
+#include "core.h"
+
+#include "libc.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace hr {
+
+Shim g;
+
+ErrnoGuard::ErrnoGuard() : saved(errno) {}
+ErrnoGuard::~ErrnoGuard() { errno = saved; }
+
+void log_line(const char *level, const char *fmt, ...) {
+    ErrnoGuard keep;
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "hotrestart-shim[%d]: %s: ", int(getpid()), level);
+    if (n < 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + n, sizeof buf - size_t(n) - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0) return;
+    size_t len = size_t(n) + size_t(m);
+    if (len > sizeof buf - 2) len = sizeof buf - 2;
+    buf[len++] = '\n';
+    ssize_t w = write(2, buf, len);
+    (void)w;
+}
+
+void send_msg(uint16_t type, int32_t arg, int32_t err, const sockaddr *addr, socklen_t addrlen, int fd) {
+    ErrnoGuard keep;
+    int ctl = g.ctl.load(std::memory_order_acquire);
+    if (ctl < 0) return;
+    Msg m;
+    memset(&m, 0, sizeof m);
+    m.magic = kMagic;
+    m.version = kProtocolVersion;
+    m.type = type;
+    m.pid = int32_t(getpid());
+    m.arg = arg;
+    m.err = err;
+    if (addr && addrlen <= sizeof m.addr) {
+        memcpy(&m.addr, addr, addrlen);
+        m.addrlen = addrlen;
+    }
+    iovec iov{&m, sizeof m};
+    msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    if (fd >= 0) {
+        memset(cbuf, 0, sizeof cbuf);
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    while (real_sendmsg(ctl, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+}
+
+void move_private_away(int fd) {
+    if (g.table.kind(fd) != FD_PRIVATE) return;
+    int nfd = real_fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void *>(long(fd + 1)));
+    if (nfd < 0) return;
+    g.table.set(nfd, FD_PRIVATE);
+    std::atomic<int> *privs[] = {&g.ctl, &g.wake, &g.shm};
+    for (auto *p : privs) {
+        int expected = fd;
+        p->compare_exchange_strong(expected, nfd);
+    }
+    for (int i = 0; i < g.ninherited; ++i) {
+        int expected = fd;
+        g.inherited[i].fd.compare_exchange_strong(expected, nfd);
+    }
+    g.table.set(fd, FD_NONE);
+    real_close(fd);
+}
+
+namespace {
+
+// Our own path, to take ourselves out of LD_PRELOAD for processes that must not see the shim.
+const char *own_path() {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void *>(&own_path), &info) && info.dli_fname) return info.dli_fname;
+    return nullptr;
+}
+
+// Removes HOTRESTART and our LD_PRELOAD entry so that this process's descendants start clean.
+void strip_environment() {
+    unsetenv(kEnvVar);
+    const char *pre = getenv("LD_PRELOAD");
+    const char *self = own_path();
+    if (!pre || !self) return;
+    char out[4096];
+    size_t o = 0;
+    const char *p = pre;
+    while (*p) {
+        while (*p == ' ' || *p == ':') ++p;
+        const char *q = p;
+        while (*q && *q != ' ' && *q != ':') ++q;
+        size_t n = size_t(q - p);
+        if (n && !(strlen(self) == n && memcmp(self, p, n) == 0)) {
+            if (o + n + 2 > sizeof out) return; // too long to rewrite: leave it alone
+            if (o) out[o++] = ' ';
+            memcpy(out + o, p, n);
+            o += n;
+        }
+        p = q;
+    }
+    out[o] = '\0';
+    if (o) setenv("LD_PRELOAD", out, 1);
+    else unsetenv("LD_PRELOAD");
+}
+
+// Reads what the kernel says about an inherited socket. Returns the reason it is unusable, or nullptr.
+const char *probe_socket(int fd, SockKey *key) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return "not open";
+    if (!S_ISSOCK(st.st_mode)) return "not a socket";
+    int type = 0, acceptconn = 0, v6only = 0;
+    socklen_t l = sizeof type;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0) return "SO_TYPE failed";
+    if (type != SOCK_STREAM && type != SOCK_SEQPACKET && type != SOCK_DGRAM) return "unsupported socket type";
+    l = sizeof acceptconn;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acceptconn, &l) < 0) return "SO_ACCEPTCONN failed";
+    if (type != SOCK_DGRAM && !acceptconn) return "not listening";
+    sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (real_getsockname(fd, reinterpret_cast<sockaddr *>(&ss), &sl) < 0) return "getsockname failed";
+    if (ss.ss_family == AF_INET6) {
+        l = sizeof v6only;
+        if (real_getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) < 0) return "IPV6_V6ONLY failed";
+    }
+    if (!key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, key)) return "unnamed socket";
+    return nullptr;
+}
+
+// The control socket must be a SEQPACKET socket whose peer is the launcher named in the variable.
+const char *probe_ctl(int fd, int launcher_pid) {
+    int type = 0;
+    socklen_t l = sizeof type;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0) return "ctl is not a socket";
+    if (type != SOCK_SEQPACKET) return "ctl is not a seqpacket socket";
+    ucred cr;
+    l = sizeof cr;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) < 0) return "ctl has no peer";
+    if (cr.pid != launcher_pid) return "ctl peer is not the launcher";
+    return nullptr;
+}
+
+const char *probe_wake(int fd) {
+    char path[64], link[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n < 0) return "wake is not open";
+    link[n] = '\0';
+    if (strcmp(link, "anon_inode:[eventfd]") != 0) return "wake is not an eventfd";
+    return nullptr;
+}
+
+const char *map_shared(int fd, Shared **out) {
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return "shm is not a memfd";
+    if (size_t(st.st_size) != kSharedSize) return "shm has the wrong size";
+    void *p = mmap(nullptr, kSharedSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return "shm cannot be mapped";
+    auto *s = static_cast<Shared *>(p);
+    if (s->magic != kMagic || s->version != kProtocolVersion) {
+        munmap(p, kSharedSize);
+        return "shm has a bad header";
+    }
+    *out = s;
+    return nullptr;
+}
+
+// Puts a private descriptor above the range programs use, close-on-exec. Returns the new number.
+int relocate(int fd) {
+    static const long bases[] = {900, 200, 64, 10};
+    for (long base : bases) {
+        int nfd = real_fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void *>(base));
+        if (nfd >= 0) {
+            real_close(fd);
+            return nfd;
+        }
+    }
+    real_fcntl(fd, F_SETFD, reinterpret_cast<void *>(long(FD_CLOEXEC)));
+    return fd;
+}
+
+void after_fork_child() {
+    if (!g.active.load(std::memory_order_acquire)) return;
+    g.acct.claim_slot(int32_t(getpid()));
+}
+
+void activate(const Config &cfg) {
+    char why[96];
+    const char *bad = probe_ctl(cfg.ctl, cfg.launcher_pid);
+    if (!bad) bad = probe_wake(cfg.wake);
+    SockKey keys[kMaxInherited];
+    for (int i = 0; !bad && i < cfg.nfds; ++i) {
+        if (cfg.fds[i] < 0) continue;
+        bad = probe_socket(cfg.fds[i], &keys[i]);
+        if (bad) {
+            snprintf(why, sizeof why, "inherited fd %d: %s", cfg.fds[i], bad);
+            bad = why;
+        }
+    }
+    Shared *shared = nullptr;
+    if (!bad) bad = map_shared(cfg.shm, &shared);
+    // The fd table covers every number the process may open (up to the hard limit, at most 1M), mapped
+    // lazily: untouched pages cost nothing.
+    rlimit rl;
+    size_t n = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max > n) n = rl.rlim_max;
+    if (n > size_t(kMaxFdNumber)) n = kMaxFdNumber;
+    void *mem = MAP_FAILED;
+    if (!bad) {
+        mem = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (mem == MAP_FAILED) bad = "cannot map the fd table";
+    }
+    if (bad) {
+        log_line("warning", "hot restart disabled: %s", bad);
+        if (shared) munmap(shared, kSharedSize);
+        return;
+    }
+    g.cfg = cfg;
+    g.table.attach(mem, n);
+    g.ctl.store(relocate(cfg.ctl));
+    g.wake.store(relocate(cfg.wake));
+    g.shm.store(relocate(cfg.shm));
+    g.table.set(g.ctl.load(), FD_PRIVATE);
+    g.table.set(g.wake.load(), FD_PRIVATE);
+    g.table.set(g.shm.load(), FD_PRIVATE);
+    g.ninherited = cfg.nfds;
+    for (int i = 0; i < cfg.nfds; ++i) {
+        Inherited &in = g.inherited[i];
+        if (cfg.fds[i] < 0) {
+            in.claimed.store(1);
+            in.reported.store(1);
+            continue;
+        }
+        in.key = keys[i];
+        int nfd = relocate(cfg.fds[i]);
+        in.fd.store(nfd);
+        g.table.set(nfd, FD_PRIVATE);
+    }
+    g.acct.attach(shared);
+    g.acct.claim_slot(int32_t(getpid()));
+    pthread_atfork(nullptr, nullptr, after_fork_child);
+    g.active.store(true, std::memory_order_release);
+    send_msg(MSG_HELLO, 0, 0, nullptr, 0, -1);
+    if (cfg.verbose >= 1) {
+        char keybuf[128];
+        for (int i = 0; i < g.ninherited; ++i)
+            if (g.inherited[i].fd.load() >= 0)
+                log_line("info", "generation %d: inherited %s as fd %d", cfg.gen,
+                         key_format(g.inherited[i].key, keybuf, sizeof keybuf), g.inherited[i].fd.load());
+    }
+}
+
+__attribute__((constructor)) void shim_init() {
+    ErrnoGuard keep;
+    libc_resolve_all();
+    const char *text = getenv(kEnvVar);
+    if (text == nullptr) return; // not under the launcher: pure pass-through, silently
+    Config cfg;
+    char err[64];
+    if (!config_decode(text, &cfg, err, sizeof err)) {
+        log_line("warning", "ignoring malformed %s (%s); hot restart disabled", kEnvVar, err);
+        strip_environment();
+        return;
+    }
+    if (getpid() != cfg.main_pid) {
+        // A program the server started (CGI, helper script): it must run as if the shim were absent,
+        // and so must everything it starts.
+        strip_environment();
+        return;
+    }
+    activate(cfg);
+}
+
+__attribute__((destructor)) void shim_fini() {
+    // exit(): the kernel is about to close every connection this process holds.
+    if (!g.active.exchange(false)) return;
+    if (g.acct.release_all()) send_idle();
+}
+
+} // namespace
+} // namespace hr

@@ -1,0 +1,67 @@
+// The shim's process-wide state and the services every wrapper family uses: activation, the fd table,
+// the inherited sockets, messages to the launcher, logging. Policy functions live in the wrapper files
+// (sockets.cc, accept.cc, fdlife.cc, process.cc); the exported libc names are one-line calls into them.
+#pragma once
+
+#include "addr.h"
+#include "protocol.h"
+#include "state.h"
+
+#include <atomic>
+
+namespace hr {
+
+// One inherited socket of this generation.
+struct Inherited {
+    std::atomic<int> fd{-1};     // where the shim keeps it (FD_PRIVATE) until claimed; -1 once claimed
+    std::atomic<int> claimed{0}; // 1: a bind() took it
+    std::atomic<int> prog_fd{-1};// the program's fd it now lives on, until listen() reports it
+    std::atomic<int> reported{0};// MSG_CLAIMED sent
+    SockKey key;                 // read from the kernel at start-up
+};
+
+struct Shim {
+    std::atomic<bool> active{false}; // false: every wrapper is a pure pass-through
+    Config cfg;
+    FdTable table;
+    Accounting acct;
+    int ninherited = 0;
+    Inherited inherited[kMaxInherited];
+    std::atomic<int> ctl{-1};  // relocated numbers of the private descriptors
+    std::atomic<int> wake{-1};
+    std::atomic<int> shm{-1};
+};
+extern Shim g;
+
+// The untracked fast path: one bounds check and one atomic load.
+inline uint8_t fd_state(int fd) { return g.table.get(fd); }
+
+// Messages to the launcher; errno is preserved. fd < 0: no descriptor attached.
+void send_msg(uint16_t type, int32_t arg, int32_t err, const sockaddr *addr, socklen_t addrlen, int fd);
+inline void send_idle() { send_msg(MSG_IDLE, 0, 0, nullptr, 0, -1); }
+
+// Moves a private descriptor away from number fd (the program is about to dup2/dup3 onto it).
+void move_private_away(int fd);
+
+// dup family: nfd now refers to what ofd refers to (fdlife.cc).
+void policy_duplicated(int ofd, int nfd);
+
+// Logging: "hotrestart-shim[pid]: <level>: <message>" on stderr, written with one write(2). Only used off
+// the hot path (start-up, errors, verbose tracing).
+void log_line(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define HR_DEBUG(...)                                                                                  \
+    do {                                                                                               \
+        if (::hr::g.cfg.verbose >= 2) ::hr::log_line("debug", __VA_ARGS__);                            \
+    } while (0)
+
+// Saves errno on construction and restores it on destruction.
+struct ErrnoGuard {
+    int saved;
+    ErrnoGuard();
+    ~ErrnoGuard();
+};
+
+} // namespace hr
+
+// Exported wrappers: default visibility, no symbol version (so they interpose for every caller).
+#define HR_EXPORT extern "C" __attribute__((visibility("default")))

@@ -1,0 +1,44 @@
+// The real libc functions, one typed pointer each, resolved with dlsym(RTLD_NEXT) on first use (so a
+// wrapper that runs before the shim's constructor still works) and all at once in the constructor. Policy
+// code reaches libc only through these real_* trampolines, never through the exported names.
+#pragma once
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+// X(return type, name, parameter list, argument list)
+#define HR_LIBC_FUNCS(X)                                                                              \
+    X(int, bind, (int fd, const struct sockaddr *a, socklen_t l), (fd, a, l))                         \
+    X(int, listen, (int fd, int backlog), (fd, backlog))                                              \
+    X(int, accept, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))                            \
+    X(int, accept4, (int fd, struct sockaddr *a, socklen_t *l, int fl), (fd, a, l, fl))               \
+    X(int, close, (int fd), (fd))                                                                     \
+    X(int, dup, (int fd), (fd))                                                                       \
+    X(int, dup2, (int o, int n), (o, n))                                                              \
+    X(int, dup3, (int o, int n, int fl), (o, n, fl))                                                  \
+    X(int, close_range, (unsigned a, unsigned b, int fl), (a, b, fl))                                 \
+    X(int, poll, (struct pollfd * p, nfds_t n, int t), (p, n, t))                                     \
+    X(ssize_t, sendmsg, (int fd, const struct msghdr *m, int fl), (fd, m, fl))                        \
+    X(int, getsockopt, (int fd, int lv, int nm, void *v, socklen_t *l), (fd, lv, nm, v, l))           \
+    X(int, getsockname, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))                       \
+    X(int, shutdown, (int fd, int how), (fd, how))
+
+namespace hr {
+
+#define HR_DECLARE_REAL(ret, name, params, args) ret real_##name params;
+HR_LIBC_FUNCS(HR_DECLARE_REAL)
+#undef HR_DECLARE_REAL
+
+// Variadic ones, with the argument already taken off the list.
+int real_fcntl(int fd, int cmd, void *arg);
+int real_ioctl(int fd, unsigned long req, void *arg);
+void real_closefrom(int lowfd);
+[[noreturn]] void real__exit(int status);
+[[noreturn]] void real__Exit(int status);
+
+// Resolves every pointer now (called from the constructor).
+void libc_resolve_all();
+
+} // namespace hr

@@ -1,0 +1,92 @@
+// The one protocol between the launcher and the shim (version 1).
+//
+// The launcher starts each generation with three private descriptors and the inherited sockets:
+//   ctl   one end of an AF_UNIX SOCK_SEQPACKET socketpair; the shim sends Msg records on it
+//   wake  an eventfd the launcher makes readable (for good) when the generation must stop accepting
+//   shm   a memfd holding one Shared record (drain flag and connection counters), mapped by both sides
+// and describes them in one environment variable, HOTRESTART, encoded by config_encode():
+//   v1;ctl=5;wake=6;shm=7;gen=2;main=1234;launcher=1200;verbose=0;fds=8,9,-
+// `fds` lists the inherited sockets in registry order; "-" marks a slot that was already claimed (the
+// record is re-encoded when the program re-execs itself). Everything here is free of heap allocation so
+// the shim can use it in its constructor and in a forked child.
+#pragma once
+
+#include <atomic>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+namespace hr {
+
+constexpr const char *kEnvVar = "HOTRESTART";
+constexpr int kProtocolVersion = 1;
+constexpr int kMaxInherited = 64;     // sockets passed to one generation
+constexpr int kMaxFdNumber = 1 << 20; // largest descriptor number the protocol accepts
+constexpr int kSlots = 1024;          // processes of one generation that can account connections
+constexpr uint32_t kMagic = 0x48525354; // "HRST"
+
+// The decoded HOTRESTART variable. Immutable once decoded.
+struct Config {
+    int ctl = -1;
+    int wake = -1;
+    int shm = -1;
+    int gen = 0;
+    int main_pid = 0;     // the generation's main process: only it (and re-execs of it) activates the shim
+    int launcher_pid = 0; // the peer expected on ctl
+    int verbose = 0;
+    int nfds = 0;
+    int fds[kMaxInherited] = {};  // -1: slot already claimed
+};
+
+// Strict decoder: every key exactly once, decimal numbers in range, nothing else. On failure returns false
+// and writes a short reason into err (always NUL-terminated when errlen > 0).
+bool config_decode(const char *text, Config *out, char *err, size_t errlen);
+// Writes the encoding into buf; returns its length, or -1 if it does not fit.
+int config_encode(const Config &c, char *buf, size_t len);
+
+// Messages from the shim to the launcher: one fixed-size record per SEQPACKET datagram.
+enum MsgType : uint16_t {
+    MSG_HELLO = 1,    // the shim is active in pid; arg = 0 first load, 1 after a re-exec
+    MSG_CLAIMED = 2,  // arg = index into fds: the program bound and listened on that inherited socket
+    MSG_REGISTER = 3, // carries one fd (SCM_RIGHTS): a socket the program bound itself and now listens on
+    MSG_IDLE = 4,     // the generation's live connection count fell to zero while draining
+    MSG_BINDFAIL = 5, // err = errno of a failed bind() of addr (diagnostics only)
+};
+
+struct Msg {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;
+    int32_t pid;
+    int32_t arg;
+    int32_t err;
+    uint32_t addrlen;
+    sockaddr_storage addr;
+};
+
+// Checks a received record: exact size, magic, version, known type, and the fd count that type
+// requires (1 for MSG_REGISTER, 0 for the others). Returns nullptr when valid, else the reason.
+const char *msg_check(const Msg *m, size_t len, int nfds_received);
+
+// Shared between the launcher and every process of one generation (MAP_SHARED memfd).
+//
+// Accounting rule: a process increments conns (and its slot) *before* it calls accept(), then checks
+// draining; the launcher sets draining *before* it reads conns. With sequentially consistent atomics one
+// of the two always sees the other, so no connection can be accepted after the launcher saw zero.
+struct Shared {
+    uint32_t magic;
+    uint32_t version;
+    std::atomic<uint32_t> draining;
+    std::atomic<int32_t> conns;  // live accepted connections (fds) of the whole generation
+    std::atomic<uint32_t> slotless; // some process had no slot: Slot counts alone are incomplete
+    struct Slot {
+        std::atomic<int32_t> pid;   // 0: free
+        std::atomic<int32_t> conns; // that process's share of conns
+    } slots[kSlots];
+};
+static_assert(std::atomic<int32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
+constexpr size_t kSharedSize = (sizeof(Shared) + 4095) & ~size_t(4095);
+
+} // namespace hr

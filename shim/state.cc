@@ -1,0 +1,86 @@
+#include "state.h"
+
+namespace hr {
+
+void Accounting::claim_slot(int32_t pid) {
+    slot.store(-1, std::memory_order_relaxed);
+    if (!shared) return;
+    // A forked child inherits its parent's connection descriptors: they count once more.
+    int32_t n = local.load(std::memory_order_relaxed);
+    for (int i = 0; i < kSlots; ++i) {
+        int32_t expected = 0;
+        if (shared->slots[i].pid.compare_exchange_strong(expected, pid, std::memory_order_seq_cst)) {
+            shared->slots[i].conns.store(n, std::memory_order_seq_cst);
+            slot.store(i, std::memory_order_release);
+            if (n) shared->conns.fetch_add(n, std::memory_order_seq_cst);
+            return;
+        }
+    }
+    // No slot: still count globally so drain stays correct, and tell the launcher that the per-process
+    // fallback is incomplete for this generation.
+    shared->slotless.store(1, std::memory_order_seq_cst);
+    if (n) shared->conns.fetch_add(n, std::memory_order_seq_cst);
+}
+
+// Every change goes to the slot first and the global counter second, so that whenever the launcher reads
+// zero globally, no slot holds a count the global did not have.
+void Accounting::add(int32_t n) {
+    int s = slot.load(std::memory_order_acquire);
+    if (s >= 0) shared->slots[s].conns.fetch_add(n, std::memory_order_seq_cst);
+    shared->conns.fetch_add(n, std::memory_order_seq_cst);
+}
+
+bool Accounting::sub(int32_t n) {
+    int s = slot.load(std::memory_order_acquire);
+    if (s >= 0) shared->slots[s].conns.fetch_sub(n, std::memory_order_seq_cst);
+    int32_t left = shared->conns.fetch_sub(n, std::memory_order_seq_cst) - n;
+    return left == 0 && draining();
+}
+
+bool Accounting::reserve() {
+    if (!shared) return true;
+    add(1);
+    if (shared->draining.load(std::memory_order_seq_cst)) {
+        sub(1);
+        return false;
+    }
+    return true;
+}
+
+bool Accounting::unreserve() { return shared ? sub(1) : false; }
+
+void Accounting::commit() { local.fetch_add(1, std::memory_order_relaxed); }
+
+void Accounting::add_dup() {
+    local.fetch_add(1, std::memory_order_relaxed);
+    if (shared) add(1);
+}
+
+bool Accounting::release() {
+    local.fetch_sub(1, std::memory_order_relaxed);
+    return shared ? sub(1) : false;
+}
+
+bool Accounting::release_all() {
+    int32_t n = local.exchange(0, std::memory_order_relaxed);
+    if (!shared || n == 0) return false;
+    return sub(n);
+}
+
+int32_t shared_live_conns(Shared *s, bool (*alive)(int32_t pid)) {
+    int32_t total = 0;
+    for (int i = 0; i < kSlots; ++i) {
+        int32_t pid = s->slots[i].pid.load(std::memory_order_seq_cst);
+        if (pid == 0) continue;
+        if (!alive(pid)) {
+            s->slots[i].conns.store(0, std::memory_order_seq_cst);
+            s->slots[i].pid.compare_exchange_strong(pid, 0, std::memory_order_seq_cst);
+            continue;
+        }
+        int32_t n = s->slots[i].conns.load(std::memory_order_seq_cst);
+        if (n > 0) total += n;
+    }
+    return total;
+}
+
+} // namespace hr

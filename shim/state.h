@@ -1,0 +1,77 @@
+// Per-process shim state: the fd table and the connection accounting. Everything here is lock-free and
+// allocation-free so it can be used from any wrapper, in a signal handler, and in a freshly forked child.
+#pragma once
+
+#include "protocol.h"
+
+#include <atomic>
+#include <stddef.h>
+#include <stdint.h>
+
+namespace hr {
+
+// What the shim knows about one descriptor number of this process.
+enum FdKind : uint8_t {
+    FD_NONE = 0,     // untracked: every wrapper passes straight through
+    FD_LISTENER = 1, // a listening socket shared with the launcher (inherited and claimed, or registered)
+    FD_CONN = 2,     // a connection accepted from an FD_LISTENER: counted in Shared::conns
+    FD_PRIVATE = 3,  // the shim's own fd (ctl, wake, shm, an unclaimed inherited socket): hidden from close()
+    FD_DGRAM = 4,    // a bound datagram socket shared with the launcher
+};
+constexpr uint8_t kKindMask = 0x0f;
+constexpr uint8_t kWantNonblock = 0x10; // FD_LISTENER: the program believes the socket is O_NONBLOCK
+
+// A flat array indexed by fd. Memory comes from the caller (mmap in the shim, calloc in tests) so the
+// table works before any allocator is safe to use. Numbers >= size are untracked.
+struct FdTable {
+    std::atomic<uint8_t> *slots = nullptr;
+    size_t size = 0;
+
+    void attach(void *mem, size_t n) {
+        slots = static_cast<std::atomic<uint8_t> *>(mem);
+        size = n;
+    }
+    bool in_range(int fd) const { return fd >= 0 && size_t(fd) < size; }
+    uint8_t get(int fd) const { return in_range(fd) ? slots[fd].load(std::memory_order_acquire) : 0; }
+    uint8_t kind(int fd) const { return get(fd) & kKindMask; }
+    void set(int fd, uint8_t v) {
+        if (in_range(fd)) slots[fd].store(v, std::memory_order_release);
+    }
+    // Sets the state and returns what was there before (used by close so exactly one caller releases).
+    uint8_t exchange(int fd, uint8_t v) {
+        return in_range(fd) ? slots[fd].exchange(v, std::memory_order_acq_rel) : 0;
+    }
+};
+
+// Connection accounting of this process within its generation (see the rule in protocol.h).
+struct Accounting {
+    Shared *shared = nullptr;
+    std::atomic<int32_t> local{0};   // FD_CONN descriptors held by this process
+    std::atomic<int> slot{-1};       // this process's slot in shared->slots, -1 if none could be had
+
+    void attach(Shared *s) { shared = s; }
+    // Takes a free slot for pid and records the connections this process already holds (after fork).
+    void claim_slot(int32_t pid);
+    // Before accept(): counts the connection to come. False (and nothing counted) when draining.
+    bool reserve();
+    // The accept() failed: undo reserve(). Returns true when this made the generation idle while draining.
+    bool unreserve();
+    // The accept() succeeded: the reservation becomes a live connection owned by this process.
+    void commit();
+    // dup() of a connection: one more descriptor refers to it.
+    void add_dup();
+    // A connection descriptor was closed. Returns true when this made the generation idle while draining.
+    bool release();
+    // The process is about to exit or exec: give back all its connections at once.
+    bool release_all();
+    void add(int32_t n);
+    bool sub(int32_t n);
+    bool draining() const { return shared && shared->draining.load(std::memory_order_seq_cst) != 0; }
+};
+
+// Launcher side: live connections of the generation, counting only slots whose process still exists
+// (alive(pid) decides). Slots of processes that are gone are freed. This is the fallback for processes
+// that exited without closing (the kernel closed their sockets, the shim never saw it).
+int32_t shared_live_conns(Shared *s, bool (*alive)(int32_t pid));
+
+} // namespace hr
