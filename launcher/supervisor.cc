@@ -302,10 +302,13 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     }
 }
 
+// Ready: the shim is active and the generation claimed every socket it inherited. A first generation
+// inherits nothing: it is ready once it listens on something.
 void Supervisor::check_ready(Gen &g) {
     if (g.st != GS_STARTING || !g.hello) return;
     for (bool c : g.claimed)
         if (!c) return;
+    if (g.passed.empty() && !serving_ && g.registered == 0) return;
     fire(g, EV_READY);
 }
 
@@ -361,6 +364,8 @@ void Supervisor::on_ctl(Gen &g) {
             const Listener *dup = nullptr;
             const Listener *l = registry_.add(fds[0], g.n, &dup);
             if (l) logf("gen %d listening on %s", g.n, l->name.c_str());
+            ++g.registered;
+            check_ready(g);
             break;
         }
         case MSG_IDLE:
@@ -412,7 +417,7 @@ void Supervisor::on_deadlines(int64_t now) {
                 // Nothing to roll back to: keep the first generation, without hot restart if it never said hello.
                 if (!g.hello) logf("warning: gen 1: the shim never reported in (static or setuid program?); "
                                    "hot restart will not work");
-                else logf("warning: gen 1 did not claim its sockets in time");
+                else logf("warning: gen 1 has not listened on any socket after %g s", opts_.ready_timeout);
                 g.hello = true;
                 std::fill(g.claimed.begin(), g.claimed.end(), true);
                 fire(g, EV_READY);

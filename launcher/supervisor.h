@@ -27,6 +27,7 @@ struct Gen {
     std::vector<uint64_t> passed; // registry ids handed to this generation, in order
     std::vector<bool> claimed;
     bool hello = false;
+    int registered = 0;     // sockets this generation listened on itself
     bool main_exited = false;
     int status = 0;         // wait status of the main process
     int exec_error = 0;     // errno if PROGRAM could not be executed

@@ -3,7 +3,8 @@
 // The shared socket is always O_NONBLOCK. For a program that believes it is blocking, the shim waits in
 // poll() on the listener and the generation's wake eventfd, then accepts without blocking. That gives
 // each process the blocking behaviour it asked for (PITFALLS 2) and lets a drain wake every thread blocked
-// in accept() (PITFALLS 5); once draining, a blocking accept() keeps blocking, as it would on an idle socket.
+// in accept() (PITFALLS 5); once draining, a blocking accept() keeps blocking, as it would on an idle socket,
+// until a signal handler runs (then ECONNABORTED, see below).
 #include "core.h"
 #include "libc.h"
 
@@ -68,8 +69,12 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
                 errno = EAGAIN;
                 return -1;
             }
-            if (w == W_EINTR && interrupted_for_program()) {
-                errno = EINTR;
+            if (w == W_EINTR) {
+                // A signal handler ran while this process drains (typically its stop signal). Programs
+                // that stop by setting a flag and waiting for their accept loop to notice (Python's
+                // socketserver retries EINTR itself) would wait forever: fail with ECONNABORTED, the
+                // transient accept() error every server already handles, so the loop comes round.
+                errno = ECONNABORTED;
                 return -1;
             }
             continue;

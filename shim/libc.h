@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -23,7 +24,11 @@
     X(ssize_t, sendmsg, (int fd, const struct msghdr *m, int fl), (fd, m, fl))                        \
     X(int, getsockopt, (int fd, int lv, int nm, void *v, socklen_t *l), (fd, lv, nm, v, l))           \
     X(int, getsockname, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))                       \
-    X(int, shutdown, (int fd, int how), (fd, how))
+    X(int, shutdown, (int fd, int how), (fd, how))                                                    \
+    X(int, ppoll, (struct pollfd * p, nfds_t n, const struct timespec *t, const sigset_t *m), (p, n, t, m)) \
+    X(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t), (n, r, w, e, t))      \
+    X(int, pselect, (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *m), \
+      (n, r, w, e, t, m))
 
 namespace hr {
 

@@ -1,0 +1,173 @@
+// poll()/ppoll()/select()/pselect() in a draining generation: a shared listener stays readable for as
+// long as the *new* generation has connections queued, so a draining event loop would wake for nothing
+// and spin, or (blocking listener) go on to block in accept() (PITFALLS 4). Once the drain flag is up
+// these calls no longer watch listeners, exactly as if they were idle. Before a drain the only cost is
+// one atomic load of the drain flag.
+#include "core.h"
+#include "libc.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+
+namespace hr {
+namespace {
+
+inline bool draining_now() { return g.acct.shared && g.acct.draining(); }
+inline bool is_listener(int fd) { return g.table.kind(fd) == FD_LISTENER; }
+
+int64_t mono_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Hides (or shows again) the listeners of a pollfd array: poll ignores negative descriptors and reports
+// revents = 0 for them. ~fd maps every fd >= 0 to a negative number and back.
+void flip_listeners(pollfd *fds, nfds_t n) {
+    for (nfds_t i = 0; i < n; ++i) {
+        int fd = fds[i].fd < 0 ? ~fds[i].fd : fds[i].fd;
+        if (fd >= 0 && is_listener(fd)) fds[i].fd = ~fds[i].fd;
+    }
+}
+
+// Drops listener readiness that a drain made meaningless; returns the new count of ready entries.
+int drop_listener_events(pollfd *fds, nfds_t n, int r) {
+    for (nfds_t i = 0; i < n; ++i) {
+        if (fds[i].revents && fds[i].fd >= 0 && is_listener(fds[i].fd)) {
+            fds[i].revents = 0;
+            --r;
+        }
+    }
+    return r;
+}
+
+// One poll-style wait with the listeners hidden once draining. call(timeout_ms) runs the real function
+// on fds; a negative timeout means forever.
+template <class Call>
+int poll_like(pollfd *fds, nfds_t n, int timeout, Call call) {
+    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    for (;;) {
+        int left = timeout;
+        if (timeout > 0) {
+            int64_t spent = mono_ms() - start;
+            left = spent >= timeout ? 0 : int(timeout - spent);
+        }
+        if (draining_now()) {
+            flip_listeners(fds, n);
+            int r = call(left);
+            ErrnoGuard keep;
+            flip_listeners(fds, n);
+            return r;
+        }
+        int r = call(left);
+        if (r <= 0 || !draining_now()) return r;
+        // The drain began while we waited: what woke us may have been only a listener.
+        ErrnoGuard keep;
+        r = drop_listener_events(fds, n, r);
+        if (r > 0 || left == 0) return r;
+    }
+}
+
+int policy_poll(pollfd *fds, nfds_t n, int timeout) {
+    return poll_like(fds, n, timeout, [&](int t) { return real_poll(fds, n, t); });
+}
+
+int ts_to_ms(const timespec *ts) {
+    if (!ts) return -1;
+    int64_t ms = int64_t(ts->tv_sec) * 1000 + (ts->tv_nsec + 999999) / 1000000;
+    return ms > 0x7fffffff ? 0x7fffffff : int(ms);
+}
+
+int policy_ppoll(pollfd *fds, nfds_t n, const timespec *ts, const sigset_t *mask) {
+    return poll_like(fds, n, ts_to_ms(ts), [&](int t) {
+        timespec left{t / 1000, (t % 1000) * 1000000L};
+        return real_ppoll(fds, n, t < 0 ? nullptr : &left, mask);
+    });
+}
+
+// select() family: listener bits are cleared from the read set when draining; if a drain begins during
+// the call and only listeners were ready, the wait resumes with the caller's original sets.
+template <class Call>
+int select_like(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int timeout, Call call) {
+    if (!rd || nfds <= 0 || nfds > FD_SETSIZE) return call(rd, wr, ex, timeout);
+    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    fd_set r0 = *rd, w0, e0;
+    if (wr) w0 = *wr;
+    if (ex) e0 = *ex;
+    for (;;) {
+        int left = timeout;
+        if (timeout > 0) {
+            int64_t spent = mono_ms() - start;
+            left = spent >= timeout ? 0 : int(timeout - spent);
+        }
+        bool hide = draining_now();
+        if (hide)
+            for (int fd = 0; fd < nfds; ++fd)
+                if (FD_ISSET(fd, rd) && is_listener(fd)) FD_CLR(fd, rd);
+        int r = call(rd, wr, ex, left);
+        if (r <= 0 || hide || !draining_now()) return r;
+        ErrnoGuard keep;
+        for (int fd = 0; fd < nfds; ++fd) {
+            if (FD_ISSET(fd, rd) && is_listener(fd)) {
+                FD_CLR(fd, rd);
+                --r;
+            }
+        }
+        if (r > 0 || left == 0) return r;
+        *rd = r0;
+        if (wr) *wr = w0;
+        if (ex) *ex = e0;
+    }
+}
+
+int tv_to_ms(const timeval *tv) {
+    if (!tv) return -1;
+    int64_t ms = int64_t(tv->tv_sec) * 1000 + (tv->tv_usec + 999) / 1000;
+    return ms > 0x7fffffff ? 0x7fffffff : int(ms);
+}
+
+} // namespace
+} // namespace hr
+
+namespace {
+inline bool shim_watching() { return hr::g.acct.shared != nullptr && hr::g.active.load(std::memory_order_relaxed); }
+} // namespace
+
+HR_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout) {
+    if (!shim_watching()) return hr::real_poll(fds, n, timeout);
+    return hr::policy_poll(fds, n, timeout);
+}
+// _FORTIFY_SOURCE builds call this instead of poll().
+HR_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
+    if (fdslen / sizeof(*fds) < n) __builtin_trap();
+    return poll(fds, n, timeout);
+}
+HR_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
+    if (!shim_watching()) return hr::real_ppoll(fds, n, ts, mask);
+    return hr::policy_ppoll(fds, n, ts, mask);
+}
+HR_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+                          size_t fdslen) {
+    if (fdslen / sizeof(*fds) < n) __builtin_trap();
+    return ppoll(fds, n, ts, mask);
+}
+HR_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv) {
+    if (!shim_watching()) return hr::real_select(nfds, rd, wr, ex, tv);
+    // Linux updates *tv with the time left; our resumed waits keep the caller's overall deadline instead.
+    return hr::select_like(nfds, rd, wr, ex, hr::tv_to_ms(tv), [&](fd_set *r, fd_set *w, fd_set *e, int t) {
+        if (t < 0) return hr::real_select(nfds, r, w, e, nullptr);
+        timeval left{t / 1000, (t % 1000) * 1000L};
+        int rc = hr::real_select(nfds, r, w, e, &left);
+        if (tv) *tv = left;
+        return rc;
+    });
+}
+HR_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts, const sigset_t *mask) {
+    if (!shim_watching()) return hr::real_pselect(nfds, rd, wr, ex, ts, mask);
+    return hr::select_like(nfds, rd, wr, ex, hr::ts_to_ms(ts), [&](fd_set *r, fd_set *w, fd_set *e, int t) {
+        timespec left{t / 1000, (t % 1000) * 1000000L};
+        return hr::real_pselect(nfds, r, w, e, t < 0 ? nullptr : &left, mask);
+    });
+}
