@@ -31,7 +31,7 @@ UNIT_TESTS   := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/unit
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration deps bench install clean
+.PHONY: all demo check unit integration deps deps-build bench install clean
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
 
 $(BUILD)/shimobj/%.o: %.cc $(HEADERS)
@@ -69,9 +69,13 @@ integration: all
 deps:
 	@sh tests/deps.sh
 
+deps-build:
+	@sh tests/deps.sh build
+
 check: deps all unit integration
 
-demo: all
+demo: deps-build
+	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 examples/demo.py
 
 bench: all

@@ -2,8 +2,19 @@
 // fork-per-connection children exit without closing still drains immediately. (fork() itself is handled
 // with pthread_atfork in core.cc; exit() by the destructor there; a process killed by a signal is found
 // dead by the launcher, which then ignores its slot.)
+// The exec family is below.
 #include "core.h"
 #include "libc.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+extern char **environ;
 
 namespace hr {
 namespace {
@@ -23,4 +34,197 @@ HR_EXPORT void _exit(int status) {
 HR_EXPORT void _Exit(int status) {
     hr::leaving();
     hr::real__Exit(status);
+}
+
+// exec*() by the generation's main process (a wrapper script that execs the server, a server that
+// re-execs itself) keeps hot restart: the private descriptors lose close-on-exec just for the exec, and
+// the environment carries HOTRESTART re-encoded with their current numbers (and the sockets not yet
+// claimed) plus the shim in LD_PRELOAD. Any other process that execs (a forked CGI child) needs nothing:
+// its private descriptors are close-on-exec and the shim in the new image sees main != its pid.
+
+namespace hr {
+namespace {
+
+struct ExecEnv {
+    char **envp = nullptr;
+    size_t maplen = 0;
+    int fds[kMaxInherited + 3];
+    int nfds = 0;
+};
+
+bool self_exec() { return g.active.load(std::memory_order_acquire) && getpid() == g.cfg.main_pid; }
+
+const char *shim_path() {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void *>(&shim_path), &info) && info.dli_fname) return info.dli_fname;
+    return nullptr;
+}
+
+void set_cloexec(const ExecEnv &e, bool on) {
+    for (int i = 0; i < e.nfds; ++i) real_fcntl(e.fds[i], F_SETFD, reinterpret_cast<void *>(long(on ? FD_CLOEXEC : 0)));
+}
+
+// Builds the environment of the new image in one anonymous mapping (no malloc: exec may be called from
+// a program whose allocator state we must not touch) and opens the private descriptors for it.
+bool prepare(char *const *envp, ExecEnv *out) {
+    Config c = g.cfg;
+    c.ctl = g.ctl.load();
+    c.wake = g.wake.load();
+    c.shm = g.shm.load();
+    out->fds[out->nfds++] = c.ctl;
+    out->fds[out->nfds++] = c.wake;
+    out->fds[out->nfds++] = c.shm;
+    for (int i = 0; i < g.ninherited; ++i) {
+        int fd = g.inherited[i].claimed.load() ? -1 : g.inherited[i].fd.load();
+        c.fds[i] = fd;
+        if (fd >= 0) out->fds[out->nfds++] = fd;
+    }
+    size_t n = 0;
+    while (envp && envp[n]) ++n;
+    const char *self = shim_path();
+    const size_t strbuf = 1024 + 4096 + 16;
+    out->maplen = (n + 3) * sizeof(char *) + strbuf;
+    void *mem = mmap(nullptr, out->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return false;
+    char **env = static_cast<char **>(mem);
+    char *hrvar = reinterpret_cast<char *>(env + n + 3);
+    char *preload = hrvar + 1024;
+    size_t k = 0;
+    bool have_preload = false;
+    for (size_t i = 0; i < n; ++i) {
+        if (strncmp(envp[i], "HOTRESTART=", 11) == 0) continue;
+        if (self && strncmp(envp[i], "LD_PRELOAD=", 11) == 0) {
+            have_preload = true;
+            if (!strstr(envp[i], self) && strlen(envp[i]) + strlen(self) + 2 < 4096) {
+                // The program rewrote LD_PRELOAD without us: put the shim back in front.
+                size_t sl = strlen(self);
+                memcpy(preload, "LD_PRELOAD=", 11);
+                memcpy(preload + 11, self, sl);
+                preload[11 + sl] = ' ';
+                strcpy(preload + 12 + sl, envp[i] + 11);
+                env[k++] = preload;
+                continue;
+            }
+        }
+        env[k++] = envp[i];
+    }
+    if (self && !have_preload && strlen(self) + 12 < 4096) {
+        memcpy(preload, "LD_PRELOAD=", 11);
+        strcpy(preload + 11, self);
+        env[k++] = preload;
+    }
+    memcpy(hrvar, "HOTRESTART=", 11);
+    if (config_encode(c, hrvar + 11, 1024 - 11) < 0) {
+        munmap(mem, out->maplen);
+        return false;
+    }
+    env[k++] = hrvar;
+    env[k] = nullptr;
+    out->envp = env;
+    set_cloexec(*out, false);
+    return true;
+}
+
+// The exec failed: everything back as it was, errno preserved.
+void undo(ExecEnv &e) {
+    ErrnoGuard keep;
+    set_cloexec(e, true);
+    if (e.envp) munmap(e.envp, e.maplen);
+}
+
+using execve_t = int (*)(const char *, char *const[], char *const[]);
+using execvp_t = int (*)(const char *, char *const[]);
+using execvpe_t = int (*)(const char *, char *const[], char *const[]);
+using fexecve_t = int (*)(int, char *const[], char *const[]);
+
+template <class Fn>
+Fn next_fn(const char *name) {
+    return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
+
+int do_execve(const char *path, char *const argv[], char *const envp[]) {
+    execve_t real = next_fn<execve_t>("execve");
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ExecEnv e;
+    if (!self_exec() || !prepare(envp, &e)) return real(path, argv, envp);
+    int r = real(path, argv, e.envp);
+    undo(e);
+    return r;
+}
+
+// execvp/execvpe search PATH inside libc; they read the environment from environ (execvp) or envp.
+int do_execvpe(const char *file, char *const argv[], char *const envp[], bool use_environ) {
+    execvpe_t real_vpe = next_fn<execvpe_t>("execvpe");
+    execvp_t real_vp = next_fn<execvp_t>("execvp");
+    if (!real_vpe || !real_vp) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ExecEnv e;
+    if (!self_exec() || !prepare(use_environ ? environ : envp, &e))
+        return use_environ ? real_vp(file, argv) : real_vpe(file, argv, envp);
+    int r = real_vpe(file, argv, e.envp);
+    undo(e);
+    return r;
+}
+
+// execl*: gather the variadic arguments (bounded like the kernel's own limit on argument count).
+constexpr int kMaxArgs = 4096;
+
+} // namespace
+} // namespace hr
+
+HR_EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+    return hr::do_execve(path, argv, envp);
+}
+HR_EXPORT int execv(const char *path, char *const argv[]) { return hr::do_execve(path, argv, environ); }
+HR_EXPORT int execvp(const char *file, char *const argv[]) { return hr::do_execvpe(file, argv, environ, true); }
+HR_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
+    return hr::do_execvpe(file, argv, envp, false);
+}
+HR_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
+    hr::fexecve_t real = hr::next_fn<hr::fexecve_t>("fexecve");
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    hr::ExecEnv e;
+    if (!hr::self_exec() || !hr::prepare(envp, &e)) return real(fd, argv, envp);
+    int r = real(fd, argv, e.envp);
+    hr::undo(e);
+    return r;
+}
+
+#define HR_GATHER_ARGS(first, last_named, extra_envp)                                                 \
+    char *args[hr::kMaxArgs];                                                                         \
+    int n = 0;                                                                                        \
+    va_list ap;                                                                                       \
+    va_start(ap, last_named);                                                                         \
+    args[n++] = const_cast<char *>(first);                                                            \
+    while (args[n - 1] != nullptr) {                                                                  \
+        if (n == hr::kMaxArgs) {                                                                      \
+            va_end(ap);                                                                               \
+            errno = E2BIG;                                                                            \
+            return -1;                                                                                \
+        }                                                                                             \
+        args[n++] = va_arg(ap, char *);                                                               \
+    }                                                                                                 \
+    extra_envp;                                                                                       \
+    va_end(ap)
+
+HR_EXPORT int execl(const char *path, const char *arg, ...) {
+    HR_GATHER_ARGS(arg, arg, (void)0);
+    return hr::do_execve(path, args, environ);
+}
+HR_EXPORT int execlp(const char *file, const char *arg, ...) {
+    HR_GATHER_ARGS(arg, arg, (void)0);
+    return hr::do_execvpe(file, args, environ, true);
+}
+HR_EXPORT int execle(const char *path, const char *arg, ...) {
+    char *const *envp;
+    HR_GATHER_ARGS(arg, arg, envp = va_arg(ap, char *const *));
+    return hr::do_execve(path, args, envp);
 }

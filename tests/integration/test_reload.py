@@ -23,7 +23,7 @@ def test_reloads_under_load_lose_nothing(model, launch, load):
         # The old generation is gone (reaped, its whole process group), the new one answers.
         assert not group_alive(hr.gen_pids[old]), "gen %d still has processes" % old
         ld.wait_served_by(lambda p, g=gen: p == hr.gen_pids[g] or (model == "prefork" and p not in hr.gen_pids.values()
-                                                                    and pid_alive(p)))
+                                                                    and pid_alive(p)), count=10)
     ld.stop()
     assert ld.failures == [], "%d failed requests of %d: %s" % (len(ld.failures), ld.ok + len(ld.failures), ld.failures[:5])
     assert ld.ok > RELOADS * 5

@@ -1,0 +1,266 @@
+"""Harness shared by the integration tests and `make demo`: the real launcher, the real shim, real servers on loopback.
+
+Everything here waits on events (lines the launcher logs, replies, process exits) with a deadline; nothing
+sleeps a fixed time. Every process a test starts is killed by pid (and by process group for the
+generations) when the test ends, whatever happened.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+LAUNCHER = os.path.join(BUILD, "hotrestart")
+SHIM = os.path.join(BUILD, "libhotrestart.so")
+TESTSERVER = os.path.join(BUILD, "testserver")
+PYSERVER = os.path.join(ROOT, "examples", "pyserver.py")
+PYTHON = "/usr/bin/python3"
+
+for _path in (LAUNCHER, SHIM, TESTSERVER):
+    if not os.path.exists(_path):
+        raise RuntimeError("%s is missing: run `make` first" % _path)
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A port that is free right now on host (the kernel's choice of an ephemeral port)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what, interval=0.01):
+    """Polls predicate with a deadline (for things that send no event, e.g. a process disappearing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def http_get(port, path="/", host="127.0.0.1", timeout=10.0):
+    """One request on a new connection. Returns the body; raises on refusal, reset, timeout or a bad reply."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.sendall(("GET %s HTTP/1.0\r\nHost: test\r\n\r\n" % path).encode())
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    data = b"".join(chunks).decode(errors="replace")
+    head, sep, body = data.partition("\r\n\r\n")
+    if not sep or not head.startswith("HTTP/1.") or " 200 " not in head.split("\r\n")[0]:
+        raise IOError("bad reply: %r" % data[:200])
+    return body
+
+
+def reply_pid(body):
+    m = re.search(r"pid=(\d+)", body)
+    if not m:
+        raise IOError("reply without pid: %r" % body[:200])
+    return int(m.group(1))
+
+
+class Launcher:
+    """build/hotrestart running one program, with its stderr parsed into events."""
+
+    def __init__(self, argv, options=(), env=None, cwd=None):
+        self.argv = [LAUNCHER] + list(options) + ["--"] + list(argv)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.gen_pids = {}  # generation number -> main pid (also its process group)
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
+        self.pid = self.proc.pid
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._scan = 0
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            m = re.search(r"gen (\d+) started \(pid (\d+)\)", line)
+            with self.cond:
+                if m:
+                    self.gen_pids[int(m.group(1))] = int(m.group(2))
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)  # EOF marker
+            self.cond.notify_all()
+
+    def log(self):
+        with self.cond:
+            return "\n".join(l for l in self.lines if l is not None)
+
+    def wait_for(self, pattern, timeout=15.0, since=None):
+        """Waits for a stderr line matching pattern, at or after line index `since` (default: after the
+        last match this method returned). Returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            i = self._scan if since is None else since
+            while True:
+                while i < len(self.lines):
+                    line = self.lines[i]
+                    i += 1
+                    if line is None:
+                        raise AssertionError("launcher exited while waiting for %r; log:\n%s" % (pattern, self.log()))
+                    m = rx.search(line)
+                    if m:
+                        self._scan = i
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("timed out waiting for %r; log:\n%s" % (pattern, self.log()))
+                self.cond.wait(left)
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def wait_ready(self, gen=1, timeout=15.0):
+        self.wait_for(r"gen %d ready in" % gen, timeout)
+        return self.gen_pids[gen]
+
+    def reload(self, timeout=30.0):
+        """SIGHUP and wait until it completes. Returns the new generation number."""
+        since = self.mark()
+        os.kill(self.pid, signal.SIGHUP)
+        m = self.wait_for(r"gen (\d+) started \(pid", timeout, since=since)
+        gen = int(m.group(1))
+        self.wait_for(r"reload complete: gen %d serving" % gen, timeout, since=since)
+        return gen
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=30.0):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("launcher did not exit within %.0f s; log:\n%s" % (timeout, self.log()))
+
+    def stop(self, timeout=30.0):
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def cleanup(self):
+        """Kills the launcher and every generation it started, by pid and process group."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for pid in self.gen_pids.values():
+            for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                try:
+                    kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self._reader.join(5)
+
+    def assert_no_process_left(self, timeout=10.0):
+        for gen, pid in self.gen_pids.items():
+            wait_until(lambda: not group_alive(pid) and not pid_alive(pid), timeout,
+                       "gen %d (process group %d) to be gone" % (gen, pid))
+
+
+class Load:
+    """Continuous load: `threads` clients, each opening a new connection per request, until stopped.
+    Bounded: stops by itself after max_seconds or max_requests."""
+
+    def __init__(self, port, host="127.0.0.1", threads=4, path="/", max_seconds=120, max_requests=10 ** 6,
+                 request=None):
+        self.port, self.host, self.path = port, host, path
+        self.request = request or (lambda: reply_pid(http_get(self.port, self.path, self.host)))
+        self.ok = 0
+        self.failures = []
+        self.by_pid = {}
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._max = max_requests
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self):
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                pid = self.request()
+            except Exception as e:  # any refused/reset/timeout/garbled reply is a failure
+                with self.lock:
+                    self.failures.append("%s: %s" % (type(e).__name__, e))
+                continue
+            with self.cond:
+                self.ok += 1
+                self.by_pid[pid] = self.by_pid.get(pid, 0) + 1
+                self.cond.notify_all()
+                if self.ok + len(self.failures) >= self._max:
+                    self._stop.set()
+
+    def wait_served_by(self, pid_predicate, timeout=15.0, count=1):
+        """Waits until at least `count` replies came from processes matching pid_predicate."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while sum(n for p, n in self.by_pid.items() if pid_predicate(p)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    raise AssertionError("no reply from the expected processes (have %r)" % self.by_pid)
+                self.cond.wait(min(left, 0.5))
+
+    def wait_requests(self, n, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            target = self.ok + n
+            while self.ok < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    raise AssertionError("load made no progress (%d ok, failures %r)" % (self.ok, self.failures[:5]))
+                self.cond.wait(min(left, 0.5))
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+        return self
+
+
+def server_argv(model, port, tag="v1", host="127.0.0.1", extra=()):
+    """Command line of one of the example servers."""
+    if model == "python":
+        return [PYTHON, PYSERVER, "--host", host, "--port", str(port), "--tag", tag] + list(extra)
+    return [TESTSERVER, "--model", model, "--host", host, "--port", str(port), "--tag", tag] + list(extra)
