@@ -1,0 +1,5 @@
+#!/bin/sh
+# make bench: numbers and ratios only; nothing here is a pass/fail test.
+set -eu
+cd "$(dirname "$0")/.."
+exec /usr/bin/python3 bench/bench.py "$@"
