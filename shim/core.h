@@ -46,6 +46,11 @@ void move_private_away(int fd);
 // dup family: nfd now refers to what ofd refers to (fdlife.cc).
 void policy_duplicated(int ofd, int nfd);
 
+// Removes every epoll registration the program made for fd (it is about to be closed or replaced).
+void epoll_forget_fd(int fd);
+int policy_close(int fd);
+int policy_close_range(unsigned first, unsigned last, int flags);
+
 // Logging: "hotrestart-shim[pid]: <level>: <message>" on stderr, written with one write(2). Only used off
 // the hot path (start-up, errors, verbose tracing).
 void log_line(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 
 namespace hr {
 namespace {
@@ -34,11 +35,13 @@ void policy_duplicated(int ofd, int nfd) {
     duplicated(ofd, nfd);
 }
 
-namespace {
-
 int policy_close(int fd) {
     uint8_t st = fd_state(fd);
     if ((st & kKindMask) == FD_PRIVATE) return 0; // the program does not know it: pretend it is closed
+    if ((st & kKindMask) == FD_LISTENER || (st & kKindMask) == FD_DGRAM) {
+        ErrnoGuard keep;
+        epoll_forget_fd(fd);
+    }
     uint8_t prev = g.table.exchange(fd, FD_NONE);
     int r = real_close(fd);
     ErrnoGuard keep;
@@ -46,10 +49,14 @@ int policy_close(int fd) {
     return r;
 }
 
+namespace {
+
 int policy_dup2(int ofd, int nfd, int flags, bool three) {
     if (fd_state(nfd) != FD_NONE && ofd != nfd) {
         ErrnoGuard keep;
         move_private_away(nfd);
+        uint8_t k = g.table.kind(nfd);
+        if (k == FD_LISTENER || k == FD_DGRAM) epoll_forget_fd(nfd);
     }
     int r = three ? real_dup3(ofd, nfd, flags) : real_dup2(ofd, nfd);
     if (r >= 0 && ofd != nfd) {
@@ -110,6 +117,8 @@ int policy_ioctl(int fd, unsigned long req, void *arg) {
     return real_ioctl(fd, req, arg);
 }
 
+} // namespace
+
 // close_range() without CLOSE_RANGE_CLOEXEC: closes [first, last] except the shim's private descriptors,
 // in as few calls as there are gaps, then forgets what was closed.
 int policy_close_range(unsigned first, unsigned last, int flags) {
@@ -118,6 +127,13 @@ int policy_close_range(unsigned first, unsigned last, int flags) {
     const unsigned size = unsigned(g.table.size);
     unsigned lo = first;
     unsigned tracked_end = last < size ? last + 1 : size;
+    {
+        ErrnoGuard keep;
+        for (unsigned fd = first; fd < tracked_end; ++fd) {
+            uint8_t k = g.table.kind(int(fd));
+            if (k == FD_LISTENER || k == FD_DGRAM) epoll_forget_fd(int(fd));
+        }
+    }
     for (unsigned fd = first; fd < tracked_end; ++fd) {
         if (g.table.kind(int(fd)) != FD_PRIVATE) continue;
         if (fd > lo) {
@@ -138,7 +154,6 @@ int policy_close_range(unsigned first, unsigned last, int flags) {
     return r;
 }
 
-} // namespace
 } // namespace hr
 
 using hr::fd_state;
@@ -178,6 +193,21 @@ HR_EXPORT int ioctl(int fd, unsigned long req, ...) {
 HR_EXPORT int close_range(unsigned first, unsigned last, int flags) {
     return hr::policy_close_range(first, last, flags);
 }
+// libuv (node) closes with syscall(SYS_close, fd): route the descriptor calls the shim cares about.
+HR_EXPORT long syscall(long n, ...) {
+    va_list ap;
+    va_start(ap, n);
+    long a[6];
+    for (long &x : a) x = va_arg(ap, long);
+    va_end(ap);
+    if (n == SYS_close) {
+        int fd = int(a[0]);
+        return fd_state(fd) == hr::FD_NONE ? hr::real_close(fd) : hr::policy_close(fd);
+    }
+    if (n == SYS_close_range) return hr::policy_close_range(unsigned(a[0]), unsigned(a[1]), int(a[2]));
+    return hr::real_syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
 HR_EXPORT void closefrom(int lowfd) {
     if (!hr::g.active.load(std::memory_order_acquire)) return hr::real_closefrom(lowfd);
     hr::ErrnoGuard keep;

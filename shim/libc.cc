@@ -24,7 +24,7 @@ void *resolve(std::atomic<void *> &slot, const char *name) {
 HR_LIBC_FUNCS(HR_SLOT)
 #undef HR_SLOT
 std::atomic<void *> slot_fcntl{nullptr}, slot_ioctl{nullptr}, slot_closefrom{nullptr};
-std::atomic<void *> slot__exit{nullptr}, slot__Exit{nullptr};
+std::atomic<void *> slot__exit{nullptr}, slot__Exit{nullptr}, slot_syscall{nullptr};
 
 } // namespace
 
@@ -67,6 +67,16 @@ void real_closefrom(int lowfd) {
     if (fn) fn(lowfd);
 }
 
+long real_syscall(long n, long a, long b, long c, long d, long e, long f) {
+    using fn_t = long (*)(long, ...);
+    auto fn = reinterpret_cast<fn_t>(resolve(slot_syscall, "syscall"));
+    if (fn == nullptr) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return fn(n, a, b, c, d, e, f);
+}
+
 void real__exit(int status) {
     using fn_t = void (*)(int);
     auto fn = reinterpret_cast<fn_t>(resolve(slot__exit, "_exit"));
@@ -92,6 +102,7 @@ void libc_resolve_all() {
     resolve(slot_closefrom, "closefrom");
     resolve(slot__exit, "_exit");
     resolve(slot__Exit, "_Exit");
+    resolve(slot_syscall, "syscall");
 }
 
 } // namespace hr

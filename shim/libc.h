@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -25,6 +26,9 @@
     X(int, getsockopt, (int fd, int lv, int nm, void *v, socklen_t *l), (fd, lv, nm, v, l))           \
     X(int, getsockname, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))                       \
     X(int, shutdown, (int fd, int how), (fd, how))                                                    \
+    X(int, epoll_ctl, (int e, int op, int fd, struct epoll_event *ev), (e, op, fd, ev))              \
+    X(int, epoll_wait, (int e, struct epoll_event *ev, int m, int t), (e, ev, m, t))                  \
+    X(int, epoll_pwait, (int e, struct epoll_event *ev, int m, int t, const sigset_t *s), (e, ev, m, t, s)) \
     X(int, ppoll, (struct pollfd * p, nfds_t n, const struct timespec *t, const sigset_t *m), (p, n, t, m)) \
     X(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t), (n, r, w, e, t))      \
     X(int, pselect, (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *m), \
@@ -40,6 +44,7 @@ HR_LIBC_FUNCS(HR_DECLARE_REAL)
 int real_fcntl(int fd, int cmd, void *arg);
 int real_ioctl(int fd, unsigned long req, void *arg);
 void real_closefrom(int lowfd);
+long real_syscall(long n, long a, long b, long c, long d, long e, long f);
 [[noreturn]] void real__exit(int status);
 [[noreturn]] void real__Exit(int status);
 

@@ -1,0 +1,172 @@
+// epoll in a draining generation. epoll watches the open file description, not the fd number, so a
+// listener registered in an epoll set stays there, readable whenever the new generation has connections
+// queued (PITFALLS 4): a level-triggered loop would spin on accept() returning EAGAIN. The shim remembers
+// which (epoll set, listener) registrations the program made; once draining, each epoll_wait() first takes
+// the listeners out of its set (EPOLL_CTL_DEL) and drops events already fetched for them. The program's own
+// later EPOLL_CTL_DEL/MOD of those registrations succeed as if nothing happened. Closing or dup2-ing over a
+// listener also removes its registrations first, so they cannot outlive the program's descriptor.
+#include "core.h"
+#include "libc.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+namespace hr {
+namespace {
+
+struct EpReg {
+    std::atomic<int> epfd{-1}; // -1: free
+    std::atomic<int> fd{-1};
+    std::atomic<uint64_t> data{0};
+    std::atomic<int> removed{0}; // taken out of the set by the shim
+};
+constexpr int kMaxRegs = 256;
+EpReg regs[kMaxRegs];
+
+inline bool shared_kind(int fd) {
+    uint8_t k = g.table.kind(fd);
+    return k == FD_LISTENER || k == FD_DGRAM;
+}
+
+EpReg *find(int epfd, int fd) {
+    for (auto &r : regs)
+        if (r.epfd.load(std::memory_order_acquire) == epfd && r.fd.load(std::memory_order_acquire) == fd) return &r;
+    return nullptr;
+}
+
+void remember(int epfd, int fd, uint64_t data) {
+    EpReg *r = find(epfd, fd);
+    if (!r) {
+        for (auto &e : regs) {
+            int expected = -1;
+            if (e.epfd.compare_exchange_strong(expected, -2)) { // reserve, then publish
+                e.fd.store(fd);
+                e.removed.store(0);
+                e.data.store(data);
+                e.epfd.store(epfd, std::memory_order_release);
+                return;
+            }
+        }
+        return; // table full: that registration is simply not drained (logged in verbose mode)
+    }
+    r->data.store(data);
+    r->removed.store(0);
+}
+
+void forget(EpReg *r) {
+    r->fd.store(-1);
+    r->epfd.store(-1, std::memory_order_release);
+}
+
+// Takes every listener out of epoll set epfd (once).
+void detach(int epfd) {
+    for (auto &r : regs) {
+        if (r.epfd.load(std::memory_order_acquire) != epfd || r.removed.load()) continue;
+        int expected = 0;
+        if (!r.removed.compare_exchange_strong(expected, 1)) continue;
+        epoll_event ev{};
+        real_epoll_ctl(epfd, EPOLL_CTL_DEL, r.fd.load(), &ev);
+    }
+}
+
+// Drops events fetched for listeners the shim took out of epfd; returns the new count.
+int filter(int epfd, epoll_event *events, int n) {
+    int out = 0;
+    for (int i = 0; i < n; ++i) {
+        bool drop = false;
+        for (auto &r : regs) {
+            if (r.epfd.load(std::memory_order_acquire) == epfd && r.removed.load() && r.data.load() == events[i].data.u64) {
+                drop = true;
+                break;
+            }
+        }
+        if (!drop) events[out++] = events[i];
+    }
+    return out;
+}
+
+int64_t mono_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+template <class Call>
+int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
+    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    for (;;) {
+        int left = timeout;
+        if (timeout > 0) {
+            int64_t spent = mono_ms() - start;
+            left = spent >= timeout ? 0 : int(timeout - spent);
+        }
+        bool was_draining = g.acct.draining();
+        if (was_draining) {
+            ErrnoGuard keep;
+            detach(epfd);
+        }
+        int r = call(left);
+        if (r <= 0 || !g.acct.draining()) return r;
+        ErrnoGuard keep;
+        if (!was_draining) detach(epfd);
+        r = filter(epfd, events, r);
+        if (r > 0 || left == 0) return r;
+    }
+}
+
+inline bool watching() { return g.acct.shared != nullptr && g.active.load(std::memory_order_relaxed); }
+
+} // namespace
+
+void epoll_forget_fd(int fd) {
+    for (auto &r : regs) {
+        if (r.fd.load(std::memory_order_acquire) != fd || r.epfd.load() < 0) continue;
+        if (!r.removed.load()) {
+            epoll_event ev{};
+            real_epoll_ctl(r.epfd.load(), EPOLL_CTL_DEL, fd, &ev);
+        }
+        forget(&r);
+    }
+}
+
+int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
+    if (!watching() || !shared_kind(fd)) return real_epoll_ctl(epfd, op, fd, ev);
+    EpReg *r = find(epfd, fd);
+    if (r && r->removed.load()) {
+        // The shim already took it out while draining: keep the program's view consistent.
+        if (op == EPOLL_CTL_DEL) {
+            forget(r);
+            return 0;
+        }
+        if (op == EPOLL_CTL_MOD) {
+            if (ev) r->data.store(ev->data.u64);
+            return 0;
+        }
+    }
+    int rc = real_epoll_ctl(epfd, op, fd, ev);
+    if (rc == 0) {
+        ErrnoGuard keep;
+        if (op == EPOLL_CTL_DEL) {
+            if (r) forget(r);
+        } else if (ev) {
+            remember(epfd, fd, ev->data.u64);
+        }
+    }
+    return rc;
+}
+
+} // namespace hr
+
+HR_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
+    return hr::policy_epoll_ctl(epfd, op, fd, ev);
+}
+HR_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
+    if (!hr::watching()) return hr::real_epoll_wait(epfd, events, max, timeout);
+    return hr::wait_like(epfd, events, timeout, [&](int t) { return hr::real_epoll_wait(epfd, events, max, t); });
+}
+HR_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask) {
+    if (!hr::watching()) return hr::real_epoll_pwait(epfd, events, max, timeout, mask);
+    return hr::wait_like(epfd, events, timeout,
+                         [&](int t) { return hr::real_epoll_pwait(epfd, events, max, t, mask); });
+}
