@@ -6,7 +6,8 @@
 //      | exited / not ready in time: ROLLBACK (drained like an old one)              | kill timeout
 //      v                   v exited on its own: LOST                                 v
 //   DRAINING ...        DRAINING ...                                              KILLING (SIGKILL)
-//   any state --empty (main reaped, process group gone)--> GONE
+//   DRAINING/STOPPING/KILLING --empty (main reaped, process group gone)--> GONE (a main process that exits
+//   while STARTING or SERVING first moves the generation to DRAINING with EXITED)
 #pragma once
 
 namespace hr {

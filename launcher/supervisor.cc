@@ -1,5 +1,6 @@
 #include "supervisor.h"
 
+#include "kernelscan.h"
 #include "log.h"
 #include "spawn.h"
 #include "state.h"
@@ -26,6 +27,8 @@ namespace {
 // How often draining and stopping generations are re-checked for what sends no event: a process that
 // died without closing its connections (its slot), a process of the group that was not our child.
 constexpr int kTickMs = 100;
+// How long after the drain began a shim count that the kernel contradicts is taken as stale.
+constexpr int64_t kStaleAfterMs = 500;
 
 bool process_alive(int32_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
@@ -181,13 +184,20 @@ void Supervisor::release(Gen &g) {
     g.shm = nullptr;
 }
 
+// Idle: no connection of this generation is open any more. The shim's count is the fast path (its last
+// closer sends MSG_IDLE); the kernel has the last word, because the shim cannot see everything: a process
+// that died holding connections (its slot is then ignored), a close by raw syscall, a connection passed to a
+// process the shim does not run in (an exec'd worker, SCM_RIGHTS).
 bool Supervisor::idle(Gen &g) {
     if (!g.shm) return true;
-    if (g.shm->conns.load(std::memory_order_seq_cst) <= 0) return true;
-    // Some process may have died holding connections (the kernel closed them, the shim never saw it):
-    // count only processes that still exist.
-    if (g.shm->slotless.load()) return false;
-    return shared_live_conns(g.shm, process_alive) == 0;
+    bool shim_zero = g.shm->conns.load(std::memory_order_seq_cst) <= 0 ||
+                     (!g.shm->slotless.load() && shared_live_conns(g.shm, process_alive) == 0);
+    int kernel = kernel_live_conns(g.pid, registry_);
+    if (shim_zero) return kernel <= 0; // -1: the kernel cannot tell us (processes of another user)
+    // The shim counts more than the kernel holds: closes it did not see. A count can also be a connection
+    // between its reservation and accept() returning, which the kernel shows only once accepted; such a
+    // reservation was made before the drain began, so once the drain is a moment old it has resolved.
+    return kernel == 0 && now_ms() - g.drain_started_ms >= kStaleAfterMs;
 }
 
 // Stop accepting: the flag first (the shim re-checks it around every accept), then the wake-up.
@@ -198,7 +208,8 @@ void Supervisor::drain(Gen &g) {
         ssize_t w = write(g.wake, &one, sizeof one);
         (void)w;
     }
-    g.deadline_ms = now_ms() + int64_t(opts_.drain_timeout * 1000);
+    g.drain_started_ms = now_ms();
+    g.deadline_ms = g.drain_started_ms + int64_t(opts_.drain_timeout * 1000);
     int live = g.shm ? g.shm->conns.load() : 0;
     logf("gen %d draining (%d connection%s open)", g.n, live < 0 ? 0 : live, live == 1 ? "" : "s");
     if (idle(g)) fire(g, EV_IDLE);
@@ -408,7 +419,10 @@ void Supervisor::check_empty() {
 void Supervisor::on_deadlines(int64_t now) {
     for (size_t i = 0; i < gens_.size(); ++i) {
         Gen &g = *gens_[i];
-        if (g.st == GS_DRAINING && idle(g)) fire(g, EV_IDLE);
+        if (g.st == GS_DRAINING && now >= g.next_check_ms) {
+            g.next_check_ms = now + kTickMs;
+            if (idle(g)) fire(g, EV_IDLE);
+        }
         if (g.deadline_ms == 0 || now < g.deadline_ms) continue;
         g.deadline_ms = 0;
         switch (g.st) {

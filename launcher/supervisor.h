@@ -33,6 +33,8 @@ struct Gen {
     int exec_error = 0;     // errno if PROGRAM could not be executed
     int64_t started_ms = 0;
     int64_t deadline_ms = 0; // of the current state (ready, drain, kill); 0: none
+    int64_t drain_started_ms = 0;
+    int64_t next_check_ms = 0;   // draining: when to re-check idle without an event
 };
 
 class Supervisor {

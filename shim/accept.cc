@@ -59,7 +59,9 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
     const bool nonblocking = st & kWantNonblock;
     const int saved_errno = errno;
     for (;;) {
-        if (!g.acct.reserve()) {
+        bool idle = false;
+        if (!g.acct.reserve(&idle)) {
+            if (idle) send_idle();
             if (nonblocking) {
                 errno = EAGAIN;
                 return -1;

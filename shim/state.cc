@@ -37,11 +37,13 @@ bool Accounting::sub(int32_t n) {
     return left == 0 && draining();
 }
 
-bool Accounting::reserve() {
+bool Accounting::reserve(bool *became_idle) {
+    if (became_idle) *became_idle = false;
     if (!shared) return true;
     add(1);
     if (shared->draining.load(std::memory_order_seq_cst)) {
-        sub(1);
+        bool idle = sub(1);
+        if (became_idle) *became_idle = idle;
         return false;
     }
     return true;

@@ -52,8 +52,9 @@ struct Accounting {
     void attach(Shared *s) { shared = s; }
     // Takes a free slot for pid and records the connections this process already holds (after fork).
     void claim_slot(int32_t pid);
-    // Before accept(): counts the connection to come. False (and nothing counted) when draining.
-    bool reserve();
+    // Before accept(): counts the connection to come. False (and nothing counted) when draining; then
+    // *became_idle tells whether undoing the count made the generation idle.
+    bool reserve(bool *became_idle = nullptr);
     // The accept() failed: undo reserve(). Returns true when this made the generation idle while draining.
     bool unreserve();
     // The accept() succeeded: the reservation becomes a live connection owned by this process.

@@ -1,0 +1,113 @@
+#include "kernelscan.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <set>
+
+namespace hr {
+namespace {
+
+pid_t pgrp_of(const char *pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%.20s/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); // comm may contain spaces and parentheses
+    int ppid = 0, pgrp = -1;
+    char state;
+    if (!p || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return -1;
+    return pgrp;
+}
+
+// Is sock (our duplicate of a socket a generation holds) a connection accepted from one of the registry's
+// stream listeners? Same family and local address as a listener (a wildcard listener matches any local
+// address with its port), and not itself listening.
+bool is_accepted_conn(int sock, const Registry &reg) {
+    int type = 0, acc = 0;
+    socklen_t l = sizeof type;
+    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_STREAM) return false;
+    l = sizeof acc;
+    if (getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || acc) return false;
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (getsockname(sock, reinterpret_cast<sockaddr *>(&ss), &sl) < 0) return false;
+    for (const auto &lst : reg.all()) {
+        const SockKey &k = lst.key;
+        if (k.type != SOCK_STREAM || k.family != ss.ss_family) continue;
+        if (k.family == AF_INET) {
+            const auto &a = reinterpret_cast<const sockaddr_in &>(k.addr);
+            const auto &b = reinterpret_cast<const sockaddr_in &>(ss);
+            if (a.sin_port == b.sin_port && (a.sin_addr.s_addr == INADDR_ANY || a.sin_addr.s_addr == b.sin_addr.s_addr))
+                return true;
+        } else if (k.family == AF_INET6) {
+            const auto &a = reinterpret_cast<const sockaddr_in6 &>(k.addr);
+            const auto &b = reinterpret_cast<const sockaddr_in6 &>(ss);
+            if (a.sin6_port == b.sin6_port &&
+                (IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr) || memcmp(&a.sin6_addr, &b.sin6_addr, sizeof a.sin6_addr) == 0))
+                return true;
+        } else if (k.family == AF_UNIX) {
+            // An accepted unix socket carries its listener's address.
+            if (socklen_t(k.len) == sl && memcmp(&k.addr, &ss, sl) == 0) return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+int kernel_live_conns(pid_t pgid, const Registry &reg) {
+    DIR *proc = opendir("/proc");
+    if (!proc) return -1;
+    std::set<std::pair<unsigned long, unsigned long>> seen; // (dev, inode) of sockets already classified
+    int count = 0;
+    bool unknown = false;
+    while (dirent *d = readdir(proc)) {
+        if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+        if (pgrp_of(d->d_name) != pgid) continue;
+        pid_t pid = pid_t(atoi(d->d_name));
+        char fddir[64];
+        snprintf(fddir, sizeof fddir, "/proc/%d/fd", int(pid));
+        DIR *fds = opendir(fddir);
+        if (!fds) {
+            if (errno != ENOENT) unknown = true;
+            continue;
+        }
+        int pidfd = int(syscall(SYS_pidfd_open, pid, 0));
+        while (dirent *e = readdir(fds)) {
+            if (e->d_name[0] == '.') continue;
+            char link[96], target[64];
+            snprintf(link, sizeof link, "%s/%.20s", fddir, e->d_name);
+            ssize_t n = readlink(link, target, sizeof target - 1);
+            if (n <= 0) continue;
+            target[n] = '\0';
+            unsigned long inode;
+            if (sscanf(target, "socket:[%lu]", &inode) != 1 || !seen.insert({0, inode}).second) continue;
+            // Look at the socket itself: a duplicate of the process's descriptor, closed right away.
+            int sock = pidfd < 0 ? -1 : int(syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0));
+            if (sock < 0) {
+                if (errno != EBADF) unknown = true;
+                continue;
+            }
+            if (is_accepted_conn(sock, reg)) ++count;
+            close(sock);
+        }
+        if (pidfd >= 0) close(pidfd);
+        closedir(fds);
+    }
+    closedir(proc);
+    return (unknown && count == 0) ? -1 : count;
+}
+
+} // namespace hr
