@@ -19,7 +19,7 @@ SHIM_FLAGS := -fPIC -fvisibility=hidden -fno-stack-protector
 LAUNCHER_FLAGS := -Ishim -DHR_VERSION='"$(VERSION)"' -DHR_LIBDIR='"$(LIBDIR)"'
 
 SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/core.cc \
-                shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc
+                shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc shim/dgram.cc
 LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
@@ -44,6 +44,8 @@ $(BUILD)/obj/%.o: %.cc $(HEADERS)
 
 # The shim is linked without the C++ runtime: nothing of libstdc++ may be loaded into every program.
 $(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map
+	@if nm $(SHIM_OBJ) | grep -q _GLOBAL__sub_I; then \
+	    echo "shim: a global needs dynamic initialisation (it would run after the shim's constructor)"; exit 1; fi
 	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
 	    -o $@ $(SHIM_OBJ) -ldl -lpthread
 

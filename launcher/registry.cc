@@ -3,12 +3,27 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace hr {
 
+namespace {
+
+// Closes the launcher's copy of a socket for good. The shim kept every generation from unlinking the path of
+// a shared unix socket, so removing it now falls to us (if it is still a socket file).
+void close_for_good(const Listener &l) {
+    close(l.fd);
+    if (l.key.family != AF_UNIX) return;
+    const char *path = reinterpret_cast<const sockaddr_un &>(l.key.addr).sun_path;
+    struct stat st;
+    if (path[0] && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+}
+
+} // namespace
+
 Registry::~Registry() {
-    for (auto &l : items_) close(l.fd);
+    for (auto &l : items_) close_for_good(l);
 }
 
 const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
@@ -70,7 +85,7 @@ std::vector<std::string> Registry::prune() {
     std::vector<Listener> keep;
     for (auto &e : items_) {
         if (e.users.empty()) {
-            close(e.fd);
+            close_for_good(e);
             released.push_back(e.name);
         } else {
             keep.push_back(e);

@@ -9,53 +9,21 @@
 #include "libc.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/time.h>
 
 namespace hr {
 namespace {
 
-// poll() is never restarted after a signal handler, accept() is when the handler has SA_RESTART. We cannot
-// tell which signal interrupted us, so report EINTR if any installed handler lacks SA_RESTART (a program
-// with such a handler copes with EINTR from accept() already); otherwise resume waiting, as accept would.
-bool interrupted_for_program() {
-    for (int sig = 1; sig < NSIG; ++sig) {
-        struct sigaction sa;
-        if (sigaction(sig, nullptr, &sa) < 0) continue;
-        if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) continue;
-        if (!(sa.sa_flags & SA_RESTART)) return true;
-    }
-    return false;
-}
-
-// SO_RCVTIMEO applies to accept(); honour it in the emulated wait. -1: no timeout.
-int receive_timeout_ms(int fd) {
-    timeval tv{};
-    socklen_t l = sizeof tv;
-    if (real_getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) < 0) return -1;
-    if (tv.tv_sec == 0 && tv.tv_usec == 0) return -1;
-    long ms = tv.tv_sec * 1000L + (tv.tv_usec + 999) / 1000;
-    return ms > 0x7fffffff ? 0x7fffffff : int(ms);
-}
-
-enum Wait { W_READY, W_TIMEOUT, W_EINTR };
-
-Wait wait_for_connection(int fd, bool draining) {
-    int timeout = receive_timeout_ms(fd);
-    pollfd p[2] = {{fd, POLLIN, 0}, {g.wake.load(std::memory_order_acquire), POLLIN, 0}};
-    // Draining: nothing will ever come for this process; wait like an accept() on an idle socket.
-    nfds_t n = draining ? 0 : 2;
-    int r = real_poll(draining ? nullptr : p, n, timeout);
-    if (r > 0) return W_READY;
-    if (r == 0) return W_TIMEOUT;
-    return errno == EINTR ? W_EINTR : W_READY;
-}
+// The error a waiting accept()/recv() reports once this process shut the socket down or closed it.
+int gone_errno(int fd) { return (g.table.get(fd) & kShut) ? EINVAL : EBADF; }
 
 int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) {
     uint8_t st = fd_state(fd);
     if ((st & kKindMask) != FD_LISTENER || !g.active.load(std::memory_order_acquire))
         return four ? real_accept4(fd, addr, len, flags) : real_accept(fd, addr, len);
+    if (st & kShut) { // this process shut it down: what the kernel says of a socket that stopped listening
+        errno = EINVAL;
+        return -1;
+    }
     const bool nonblocking = st & kWantNonblock;
     const int saved_errno = errno;
     for (;;) {
@@ -66,9 +34,13 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
                 errno = EAGAIN;
                 return -1;
             }
-            Wait w = wait_for_connection(fd, true);
+            Wait w = wait_readable(fd, true);
             if (w == W_TIMEOUT) {
                 errno = EAGAIN;
+                return -1;
+            }
+            if (w == W_GONE) {
+                errno = gone_errno(fd);
                 return -1;
             }
             if (w == W_EINTR) {
@@ -98,9 +70,13 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
             errno = e;
             return -1;
         }
-        Wait w = wait_for_connection(fd, false);
+        Wait w = wait_readable(fd, false);
         if (w == W_TIMEOUT) {
             errno = EAGAIN;
+            return -1;
+        }
+        if (w == W_GONE) {
+            errno = gone_errno(fd);
             return -1;
         }
         if (w == W_EINTR && interrupted_for_program()) {

@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace hr {
@@ -96,6 +98,121 @@ void move_private_away(int fd) {
     }
     g.table.set(fd, FD_NONE);
     real_close(fd);
+}
+
+// poll() is never restarted after a signal handler, accept() or recv() are when the handler has
+// SA_RESTART. We cannot tell which signal interrupted us, so report EINTR if any installed handler lacks
+// SA_RESTART (a program with such a handler copes with EINTR already); otherwise resume waiting.
+bool interrupted_for_program() {
+    for (int sig = 1; sig < NSIG; ++sig) {
+        struct sigaction sa;
+        if (sigaction(sig, nullptr, &sa) < 0) continue;
+        if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) continue;
+        if (!(sa.sa_flags & SA_RESTART)) return true;
+    }
+    return false;
+}
+
+namespace {
+
+// SO_RCVTIMEO applies to accept() and recv(); honour it in the emulated wait. -1: no timeout.
+int receive_timeout_ms(int fd) {
+    timeval tv{};
+    socklen_t l = sizeof tv;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) < 0) return -1;
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) return -1;
+    long ms = tv.tv_sec * 1000L + (tv.tv_usec + 999) / 1000;
+    return ms > 0x7fffffff ? 0x7fffffff : int(ms);
+}
+
+int64_t mono_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Still the shared socket this wait began on, and not shut down by this process?
+bool still_open(int fd, uint8_t kind) {
+    uint8_t st = g.table.get(fd);
+    return (st & kKindMask) == kind && !(st & kShut);
+}
+
+} // namespace
+
+void wake_local() {
+    int fd = g.local_wake.load(std::memory_order_acquire);
+    if (fd < 0) return;
+    ErrnoGuard keep;
+    uint64_t one = 1;
+    ssize_t w = write(fd, &one, sizeof one);
+    (void)w;
+}
+
+Wait wait_readable(int fd, bool draining) {
+    const uint8_t kind = g.table.kind(fd);
+    const int timeout = receive_timeout_ms(fd);
+    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    // The local wake-up stays readable once written; after it fired for another socket this wait goes
+    // on in short slices, re-checking its own socket, instead of spinning.
+    bool sliced = false;
+    for (;;) {
+        int left = timeout;
+        if (timeout > 0) {
+            int64_t spent = mono_ms() - start;
+            left = spent >= timeout ? 0 : int(timeout - spent);
+        }
+        pollfd p[3];
+        nfds_t n = 0;
+        if (!draining) {
+            p[n++] = {fd, POLLIN, 0};
+            p[n++] = {g.wake.load(std::memory_order_acquire), POLLIN, 0};
+        }
+        const nfds_t local = n;
+        if (!sliced) p[n++] = {g.local_wake.load(std::memory_order_acquire), POLLIN, 0};
+        int wait = left;
+        if (sliced && (wait < 0 || wait > 100)) wait = 100;
+        int r = real_poll(n ? p : nullptr, n, wait);
+        if (r < 0) return errno == EINTR ? W_EINTR : W_READY;
+        if (!still_open(fd, kind)) return W_GONE;
+        if (r == 0) {
+            if (left == 0 || (!sliced && left > 0)) return W_TIMEOUT;
+            continue;
+        }
+        if (!sliced && p[local].revents) {
+            sliced = true;
+            if (r == 1) continue;
+        }
+        return W_READY;
+    }
+}
+
+bool is_shared_unix_path(const char *path, bool unclaimed_only) {
+    if (!path || !g.active.load(std::memory_order_acquire)) return false;
+    if (unclaimed_only) {
+        for (int i = 0; i < g.ninherited; ++i) {
+            const SockKey &k = g.inherited[i].key;
+            if (k.family != AF_UNIX || g.inherited[i].claimed.load()) continue;
+            const char *kp = reinterpret_cast<const sockaddr_un &>(k.addr).sun_path;
+            if (kp[0] && strncmp(kp, path, sizeof(sockaddr_un::sun_path)) == 0) return true;
+        }
+        return false;
+    }
+    int n = __atomic_load_n(&g.nunix, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; ++i)
+        if (strncmp(g.unix_paths[i], path, sizeof g.unix_paths[i]) == 0) return true;
+    return false;
+}
+
+void add_shared_unix_path(const SockKey &k) {
+    if (k.family != AF_UNIX) return;
+    const char *kp = reinterpret_cast<const sockaddr_un &>(k.addr).sun_path;
+    if (!kp[0] || is_shared_unix_path(kp, false)) return; // abstract names have no file to protect
+    int i = __atomic_fetch_add(&g.nunix, 0, __ATOMIC_ACQUIRE);
+    if (i >= kMaxInherited) return;
+    size_t n = strnlen(kp, sizeof g.unix_paths[i] - 1);
+    memcpy(g.unix_paths[i], kp, n);
+    g.unix_paths[i][n] = '\0';
+    __atomic_store_n(&g.nunix, i + 1, __ATOMIC_RELEASE);
 }
 
 namespace {
@@ -210,9 +327,25 @@ int relocate(int fd) {
     return fd;
 }
 
+// A process-private eventfd for wake_local(), kept out of the program's way like the other private fds.
+void make_local_wake() {
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) return;
+    fd = relocate(fd);
+    g.table.set(fd, FD_PRIVATE);
+    g.local_wake.store(fd, std::memory_order_release);
+}
+
 void after_fork_child() {
     if (!g.active.load(std::memory_order_acquire)) return;
     g.acct.claim_slot(int32_t(getpid()));
+    // The parent's wake-up is not ours: shutting a socket down there must not wake us, nor the reverse.
+    int old = g.local_wake.exchange(-1);
+    if (old >= 0) {
+        g.table.set(old, FD_NONE);
+        real_close(old);
+    }
+    make_local_wake();
 }
 
 void activate(const Config &cfg) {
@@ -263,10 +396,12 @@ void activate(const Config &cfg) {
             continue;
         }
         in.key = keys[i];
+        add_shared_unix_path(in.key);
         int nfd = relocate(cfg.fds[i]);
         in.fd.store(nfd);
         g.table.set(nfd, FD_PRIVATE);
     }
+    make_local_wake();
     g.acct.attach(shared);
     g.acct.claim_slot(int32_t(getpid()));
     pthread_atfork(nullptr, nullptr, after_fork_child);

@@ -20,6 +20,9 @@ struct Inherited {
     SockKey key;                 // read from the kernel at start-up
 };
 
+// Must stay constant-initialised (every member initialised, no user constructor): a dynamic initialiser
+// could run after the shim's constructor and wipe the state it set up. The Makefile checks the object
+// file has no dynamic initialiser.
 struct Shim {
     std::atomic<bool> active{false}; // false: every wrapper is a pure pass-through
     Config cfg;
@@ -30,6 +33,9 @@ struct Shim {
     std::atomic<int> ctl{-1};  // relocated numbers of the private descriptors
     std::atomic<int> wake{-1};
     std::atomic<int> shm{-1};
+    std::atomic<int> local_wake{-1}; // this process's own eventfd: shutdown()/close() of a shared socket
+    int nunix = 0;                   // unix paths of shared sockets (never unlinked by the program)
+    char unix_paths[kMaxInherited][108] = {};
 };
 extern Shim g;
 
@@ -42,6 +48,19 @@ inline void send_idle() { send_msg(MSG_IDLE, 0, 0, nullptr, 0, -1); }
 
 // Moves a private descriptor away from number fd (the program is about to dup2/dup3 onto it).
 void move_private_away(int fd);
+
+// Blocking emulation on a shared socket (accept on a listener, recv on a datagram socket). Waits until fd
+// is readable, honouring SO_RCVTIMEO; once draining, waits as on an idle socket. W_GONE: this process
+// shut the socket down or closed it meanwhile (the caller reports EINVAL or EBADF).
+enum Wait { W_READY, W_TIMEOUT, W_EINTR, W_GONE };
+Wait wait_readable(int fd, bool draining);
+// Wakes this process's threads waiting in wait_readable() (after a shutdown or close of a shared socket).
+void wake_local();
+// True if a program's EINTR should surface: some installed handler lacks SA_RESTART.
+bool interrupted_for_program();
+// The unix path of a shared socket, as the program may name it to unlink() or connect().
+bool is_shared_unix_path(const char *path, bool unclaimed_only);
+void add_shared_unix_path(const SockKey &k);
 
 // dup family: nfd now refers to what ofd refers to (fdlife.cc).
 void policy_duplicated(int ofd, int nfd);

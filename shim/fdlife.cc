@@ -38,12 +38,15 @@ void policy_duplicated(int ofd, int nfd) {
 int policy_close(int fd) {
     uint8_t st = fd_state(fd);
     if ((st & kKindMask) == FD_PRIVATE) return 0; // the program does not know it: pretend it is closed
-    if ((st & kKindMask) == FD_LISTENER || (st & kKindMask) == FD_DGRAM) {
+    const bool shared = (st & kKindMask) == FD_LISTENER || (st & kKindMask) == FD_DGRAM;
+    if (shared) {
         ErrnoGuard keep;
         epoll_forget_fd(fd);
     }
     uint8_t prev = g.table.exchange(fd, FD_NONE);
     int r = real_close(fd);
+    // Threads of this process waiting on it in accept()/recv() learn that it is gone (EBADF).
+    if (shared) wake_local();
     ErrnoGuard keep;
     forget(prev);
     return r;
@@ -66,6 +69,12 @@ int policy_dup2(int ofd, int nfd, int flags, bool three) {
     return r;
 }
 
+// Records whether the program wants fd non-blocking; the shared socket itself stays O_NONBLOCK.
+void set_wish(int fd, bool nonblock) {
+    uint8_t st = g.table.get(fd);
+    g.table.set(fd, uint8_t(nonblock ? (st | kWantNonblock) : (st & ~kWantNonblock)));
+}
+
 // What F_GETFL should say for a shared listener: the real flags with the program's O_NONBLOCK.
 int visible_flags(int real, uint8_t st) {
     return (st & kWantNonblock) ? (real | O_NONBLOCK) : (real & ~O_NONBLOCK);
@@ -86,16 +95,16 @@ int policy_fcntl(int fd, int cmd, void *arg) {
         return r;
     }
     case F_GETFL:
-        if (kind == FD_LISTENER) {
+        if (kind == FD_LISTENER || kind == FD_DGRAM) {
             int r = real_fcntl(fd, cmd, arg);
             return r < 0 ? r : visible_flags(r, st);
         }
         break;
     case F_SETFL:
-        if (kind == FD_LISTENER) {
+        if (kind == FD_LISTENER || kind == FD_DGRAM) {
             long want = reinterpret_cast<long>(arg);
             int r = real_fcntl(fd, cmd, reinterpret_cast<void *>(want | O_NONBLOCK));
-            if (r == 0) g.table.set(fd, uint8_t(FD_LISTENER | ((want & O_NONBLOCK) ? kWantNonblock : 0)));
+            if (r == 0) set_wish(fd, want & O_NONBLOCK);
             return r;
         }
         break;
@@ -106,12 +115,12 @@ int policy_fcntl(int fd, int cmd, void *arg) {
 
 int policy_ioctl(int fd, unsigned long req, void *arg) {
     uint8_t st = fd_state(fd);
-    if (req == FIONBIO && (st & kKindMask) == FD_LISTENER && arg != nullptr) {
+    uint8_t kind = st & kKindMask;
+    if (req == FIONBIO && (kind == FD_LISTENER || kind == FD_DGRAM) && arg != nullptr) {
         // Validate the descriptor as the kernel would, then record the program's wish only.
         int r = real_fcntl(fd, F_GETFL, nullptr);
         if (r < 0) return r;
-        int on = *static_cast<int *>(arg);
-        g.table.set(fd, uint8_t(FD_LISTENER | (on ? kWantNonblock : 0)));
+        set_wish(fd, *static_cast<int *>(arg) != 0);
         return 0;
     }
     return real_ioctl(fd, req, arg);

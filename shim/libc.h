@@ -26,6 +26,14 @@
     X(int, getsockopt, (int fd, int lv, int nm, void *v, socklen_t *l), (fd, lv, nm, v, l))           \
     X(int, getsockname, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))                       \
     X(int, shutdown, (int fd, int how), (fd, how))                                                    \
+    X(int, connect, (int fd, const struct sockaddr *a, socklen_t l), (fd, a, l))                      \
+    X(int, unlink, (const char *p), (p))                                                              \
+    X(int, unlinkat, (int d, const char *p, int f), (d, p, f))                                        \
+    X(ssize_t, recv, (int fd, void *b, size_t n, int f), (fd, b, n, f))                               \
+    X(ssize_t, recvfrom, (int fd, void *b, size_t n, int f, struct sockaddr *a, socklen_t *l), (fd, b, n, f, a, l)) \
+    X(ssize_t, recvmsg, (int fd, struct msghdr *m, int f), (fd, m, f))                                \
+    X(int, recvmmsg, (int fd, struct mmsghdr *v, unsigned n, int f, struct timespec *t), (fd, v, n, f, t)) \
+    X(ssize_t, read, (int fd, void *b, size_t n), (fd, b, n))                                                    \
     X(int, epoll_ctl, (int e, int op, int fd, struct epoll_event *ev), (e, op, fd, ev))              \
     X(int, epoll_wait, (int e, struct epoll_event *ev, int m, int t), (e, ev, m, t))                  \
     X(int, epoll_pwait, (int e, struct epoll_event *ev, int m, int t, const sigset_t *s), (e, ev, m, t, s)) \

@@ -15,7 +15,11 @@ namespace hr {
 namespace {
 
 inline bool draining_now() { return g.acct.shared && g.acct.draining(); }
-inline bool is_listener(int fd) { return g.table.kind(fd) == FD_LISTENER; }
+// Shared sockets a draining process must no longer watch: listeners and datagram sockets.
+inline bool is_listener(int fd) {
+    uint8_t k = g.table.kind(fd);
+    return k == FD_LISTENER || k == FD_DGRAM;
+}
 
 int64_t mono_ms() {
     timespec ts;

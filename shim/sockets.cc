@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/un.h>
 
 namespace hr {
 namespace {
@@ -14,12 +15,12 @@ namespace {
 // Marks a socket the launcher shares as really non-blocking, remembering what the program believes in the
 // table instead (PITFALLS 2: O_NONBLOCK lives on the shared open file description). Blocking accept() is
 // then emulated per process, which also lets a drain wake it.
-void take_listener(int fd, int prog_flags) {
+void share_socket(int fd, int prog_flags, uint8_t kind) {
     uint8_t want = (prog_flags & O_NONBLOCK) ? kWantNonblock : 0;
     int shared_flags = real_fcntl(fd, F_GETFL, nullptr);
     if (shared_flags >= 0 && !(shared_flags & O_NONBLOCK))
         real_fcntl(fd, F_SETFL, reinterpret_cast<void *>(long(shared_flags | O_NONBLOCK)));
-    g.table.set(fd, uint8_t(FD_LISTENER | want));
+    g.table.set(fd, uint8_t(kind | want));
 }
 
 // Finds and claims the first unclaimed inherited socket with this identity (SO_REUSEPORT groups hold
@@ -45,8 +46,7 @@ bool adopt(int i, int fd) {
     // dup3 atomically replaces the program's fresh socket with the shared one: there is no moment where
     // fd is closed and another thread's open() could take the number.
     if (real_dup3(src, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) return false;
-    if (in.key.type == SOCK_DGRAM) g.table.set(fd, FD_DGRAM);
-    else take_listener(fd, flflags);
+    share_socket(fd, flflags, in.key.type == SOCK_DGRAM ? FD_DGRAM : FD_LISTENER);
     in.prog_fd.store(fd);
     in.fd.store(-1);
     g.table.set(src, FD_NONE);
@@ -70,11 +70,16 @@ int policy_bind(int fd, const sockaddr *addr, socklen_t len) {
         candidate = real_getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) == 0;
     }
     candidate = candidate && key_from_sockaddr(addr, len, type, v6only, &key);
-    if (candidate && type != SOCK_DGRAM) {
+    if (candidate) {
         int i = claim_inherited(key);
         if (i >= 0) {
             if (adopt(i, fd)) {
                 HR_DEBUG("bind(%d): took over inherited socket %d", fd, i);
+                // A datagram socket is ready as soon as it is bound; a stream socket when it listens.
+                if (type == SOCK_DGRAM) {
+                    g.inherited[i].reported.store(1);
+                    send_msg(MSG_CLAIMED, i, 0, nullptr, 0, -1);
+                }
                 return 0;
             }
             g.inherited[i].claimed.store(0);
@@ -85,6 +90,14 @@ int policy_bind(int fd, const sockaddr *addr, socklen_t len) {
         keep.saved = errno;
         // Only the launcher can put this in context ("port in use" while starting generation N).
         if (candidate) send_msg(MSG_BINDFAIL, 0, errno, addr, len, -1);
+    } else if (candidate && type == SOCK_DGRAM) {
+        // A bound datagram socket is shared from now on, like a listener after listen().
+        int flflags = real_fcntl(fd, F_GETFL, nullptr);
+        if (flflags >= 0) {
+            share_socket(fd, flflags, FD_DGRAM);
+            add_shared_unix_path(key);
+            send_msg(MSG_REGISTER, 0, 0, nullptr, 0, fd);
+        }
     }
     return r;
 }
@@ -94,7 +107,11 @@ int policy_listen(int fd, int backlog) {
     uint8_t kind = g.table.kind(fd);
     if (kind == FD_LISTENER) {
         // Already listening and shared: a second listen() would change the backlog under every holder
-        // (PITFALLS 3), so it is a no-op. The first listen() on an adopted socket reports the claim.
+        // (PITFALLS 3), so it is a no-op; after this process's own shutdown() it resumes accepting (what
+        // listen() does on a socket that stopped listening). The first listen() on an adopted socket
+        // reports the claim.
+        uint8_t st = g.table.get(fd);
+        if (st & kShut) g.table.set(fd, uint8_t(st & ~kShut));
         for (int i = 0; i < g.ninherited; ++i) {
             Inherited &in = g.inherited[i];
             if (in.prog_fd.load() != fd) continue;
@@ -119,14 +136,69 @@ int policy_listen(int fd, int backlog) {
         return r; // unnamed: nothing a later generation could bind to again
     int flflags = real_fcntl(fd, F_GETFL, nullptr);
     if (flflags < 0) return r;
-    take_listener(fd, flflags);
+    share_socket(fd, flflags, FD_LISTENER);
+    add_shared_unix_path(key);
     send_msg(MSG_REGISTER, 0, 0, nullptr, 0, fd);
     HR_DEBUG("listen(%d): registered with the launcher", fd);
     return r;
 }
 
+// shutdown(SHUT_RD/SHUT_RDWR) and connect(AF_UNSPEC) stop a listening socket for every holder (PITFALLS 3):
+// the old generation doing this at exit would stop the new one. For a shared listener they only stop it
+// for this process: accept() fails with EINVAL from then on, and threads waiting in accept() wake up.
+int stop_listening_here(int fd) {
+    uint8_t st = g.table.get(fd);
+    g.table.set(fd, uint8_t(st | kShut));
+    wake_local();
+    HR_DEBUG("fd %d: shut down for this process only", fd);
+    return 0;
+}
+
+int policy_shutdown(int fd, int how) {
+    if (g.table.kind(fd) != FD_LISTENER || !g.active.load(std::memory_order_acquire) ||
+        (how != SHUT_RD && how != SHUT_RDWR))
+        return real_shutdown(fd, how);
+    return stop_listening_here(fd);
+}
+
+int policy_connect(int fd, const sockaddr *addr, socklen_t len) {
+    if (!g.active.load(std::memory_order_acquire) || addr == nullptr || len < sizeof(sa_family_t))
+        return real_connect(fd, addr, len);
+    if (addr->sa_family == AF_UNSPEC && g.table.kind(fd) == FD_LISTENER) return stop_listening_here(fd);
+    if (addr->sa_family == AF_UNIX && len > offsetof(sockaddr_un, sun_path)) {
+        // A server that probes its own path before binding (lighttpd) would find the inherited socket
+        // answering and conclude another server owns it: the socket it is about to adopt is not "in use".
+        char path[sizeof(sockaddr_un::sun_path) + 1];
+        size_t n = len - offsetof(sockaddr_un, sun_path);
+        if (n > sizeof(sockaddr_un::sun_path)) n = sizeof(sockaddr_un::sun_path);
+        memcpy(path, reinterpret_cast<const sockaddr_un *>(addr)->sun_path, n);
+        path[n] = '\0';
+        if (path[0] && is_shared_unix_path(path, true)) {
+            errno = ECONNREFUSED;
+            return -1;
+        }
+    }
+    return real_connect(fd, addr, len);
+}
+
+// The path of a shared unix socket stays in place: clients connect through it while the socket lives on in
+// the launcher and the other generation (PITFALLS 6). The program's unlink() of it "succeeds"; the launcher
+// removes the path when it finally closes the socket.
+int policy_unlinkat(int dirfd, const char *path, int flags, bool at) {
+    if (!(flags & AT_REMOVEDIR) && is_shared_unix_path(path, false)) {
+        HR_DEBUG("unlink(%s): kept, the socket is shared", path);
+        return 0;
+    }
+    return at ? real_unlinkat(dirfd, path, flags) : real_unlink(path);
+}
+
 } // namespace
 } // namespace hr
+
+HR_EXPORT int shutdown(int fd, int how) { return hr::policy_shutdown(fd, how); }
+HR_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) { return hr::policy_connect(fd, addr, len); }
+HR_EXPORT int unlink(const char *path) { return hr::policy_unlinkat(AT_FDCWD, path, 0, false); }
+HR_EXPORT int unlinkat(int dirfd, const char *path, int flags) { return hr::policy_unlinkat(dirfd, path, flags, true); }
 
 HR_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) { return hr::policy_bind(fd, addr, len); }
 HR_EXPORT int listen(int fd, int backlog) { return hr::policy_listen(fd, backlog); }

@@ -19,7 +19,8 @@ enum FdKind : uint8_t {
     FD_DGRAM = 4,    // a bound datagram socket shared with the launcher
 };
 constexpr uint8_t kKindMask = 0x0f;
-constexpr uint8_t kWantNonblock = 0x10; // FD_LISTENER: the program believes the socket is O_NONBLOCK
+constexpr uint8_t kWantNonblock = 0x10; // shared socket: the program believes it is O_NONBLOCK
+constexpr uint8_t kShut = 0x20;         // shared listener this process shut down (or disconnected)
 
 // A flat array indexed by fd. Memory comes from the caller (mmap in the shim, calloc in tests) so the
 // table works before any allocator is safe to use. Numbers >= size are untracked.
