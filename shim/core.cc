@@ -353,6 +353,15 @@ void activate(const Config &cfg) {
     const char *bad = probe_ctl(cfg.ctl, cfg.launcher_pid);
     if (!bad) bad = probe_wake(cfg.wake);
     SockKey keys[kMaxInherited];
+    for (int i = 0; !bad && i < cfg.nown; ++i) {
+        SockKey k;
+        bad = probe_socket(cfg.own[i], &k);
+        if (!bad && (k.type == SOCK_DGRAM) != (cfg.own_kind[i] == 'd' || cfg.own_kind[i] == 'D')) bad = "wrong kind";
+        if (bad) {
+            snprintf(why, sizeof why, "own fd %d: %s", cfg.own[i], bad);
+            bad = why;
+        }
+    }
     for (int i = 0; !bad && i < cfg.nfds; ++i) {
         if (cfg.fds[i] < 0) continue;
         bad = probe_socket(cfg.fds[i], &keys[i]);
@@ -400,6 +409,14 @@ void activate(const Config &cfg) {
         int nfd = relocate(cfg.fds[i]);
         in.fd.store(nfd);
         g.table.set(nfd, FD_PRIVATE);
+    }
+    // After a re-exec: the program's own shared sockets, as they were before it.
+    for (int i = 0; i < cfg.nown; ++i) {
+        char k = cfg.own_kind[i];
+        uint8_t kind = (k == 'l' || k == 'L') ? FD_LISTENER : FD_DGRAM;
+        g.table.set(cfg.own[i], uint8_t(kind | ((k == 'L' || k == 'D') ? kWantNonblock : 0)));
+        SockKey key;
+        if (!probe_socket(cfg.own[i], &key)) add_shared_unix_path(key);
     }
     make_local_wake();
     g.acct.attach(shared);

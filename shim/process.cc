@@ -79,6 +79,18 @@ bool prepare(char *const *envp, ExecEnv *out) {
         c.fds[i] = fd;
         if (fd >= 0) out->fds[out->nfds++] = fd;
     }
+    // The program's own shared sockets that survive the exec (not close-on-exec) stay shared.
+    c.nown = 0;
+    for (size_t fd = 3; fd < g.table.size && c.nown < kMaxInherited; ++fd) {
+        uint8_t st = g.table.get(int(fd));
+        uint8_t kind = st & kKindMask;
+        if (kind != FD_LISTENER && kind != FD_DGRAM) continue;
+        int fdflags = real_fcntl(int(fd), F_GETFD, nullptr);
+        if (fdflags < 0 || (fdflags & FD_CLOEXEC)) continue;
+        bool nb = st & kWantNonblock;
+        c.own[c.nown] = int(fd);
+        c.own_kind[c.nown++] = kind == FD_LISTENER ? (nb ? 'L' : 'l') : (nb ? 'D' : 'd');
+    }
     size_t n = 0;
     while (envp && envp[n]) ++n;
     const char *self = shim_path();

@@ -76,6 +76,26 @@ bool put_num(char *buf, size_t len, size_t *pos, long v) {
     return put(buf, len, pos, tmp + sizeof tmp - n, size_t(n));
 }
 
+bool parse_own(const char *p, const char *end, Config *c) {
+    c->nown = 0;
+    if (p == end) return true;
+    for (;;) {
+        const char *q = p;
+        while (q < end && *q != ',') ++q;
+        if (c->nown == kMaxInherited || q - p < 2) return false;
+        char kind = q[-1];
+        long v;
+        if ((kind != 'l' && kind != 'L' && kind != 'd' && kind != 'D') || !parse_num(p, q - 1, kMaxFdNumber, &v) ||
+            v < 3)
+            return false;
+        c->own[c->nown] = int(v);
+        c->own_kind[c->nown++] = kind;
+        if (q == end) return true;
+        p = q + 1;
+        if (p == end) return false;
+    }
+}
+
 } // namespace
 
 bool config_decode(const char *text, Config *out, char *err, size_t errlen) {
@@ -96,8 +116,8 @@ bool config_decode(const char *text, Config *out, char *err, size_t errlen) {
     }
     const char *p = text + 3;
     const char *end = text + total;
-    enum { K_CTL, K_WAKE, K_SHM, K_GEN, K_MAIN, K_LAUNCHER, K_VERBOSE, K_FDS, K_COUNT };
-    static const char *const names[K_COUNT] = {"ctl", "wake", "shm", "gen", "main", "launcher", "verbose", "fds"};
+    enum { K_CTL, K_WAKE, K_SHM, K_GEN, K_MAIN, K_LAUNCHER, K_VERBOSE, K_FDS, K_OWN, K_COUNT };
+    static const char *const names[K_COUNT] = {"ctl", "wake", "shm", "gen", "main", "launcher", "verbose", "fds", "own"};
     bool seen[K_COUNT] = {};
     while (p < end) {
         const char *fend = p;
@@ -125,6 +145,7 @@ bool config_decode(const char *text, Config *out, char *err, size_t errlen) {
         bool ok;
         switch (k) {
         case K_FDS: ok = parse_fds(v, fend, &c); break;
+        case K_OWN: ok = parse_own(v, fend, &c); break;
         case K_VERBOSE: ok = parse_num(v, fend, 9, &num); c.verbose = int(num); break;
         case K_GEN: ok = parse_num(v, fend, 1L << 30, &num) && num >= 1; c.gen = int(num); break;
         case K_MAIN: ok = parse_num(v, fend, 1L << 30, &num) && num >= 1; c.main_pid = int(num); break;
@@ -147,14 +168,15 @@ bool config_decode(const char *text, Config *out, char *err, size_t errlen) {
         }
     }
     for (int i = 0; i < K_COUNT; ++i) {
-        if (!seen[i]) {
+        if (!seen[i] && i != K_OWN) { // own is optional
             set_err(err, errlen, "missing field");
             return false;
         }
     }
     // The private descriptors and the inherited sockets must all be distinct.
-    int all[kMaxInherited + 3];
+    int all[2 * kMaxInherited + 3];
     int n = 0;
+    for (int i = 0; i < c.nown; ++i) all[n++] = c.own[i];
     all[n++] = c.ctl;
     all[n++] = c.wake;
     all[n++] = c.shm;
@@ -185,6 +207,11 @@ int config_encode(const Config &c, char *buf, size_t len) {
     for (int i = 0; ok && i < c.nfds; ++i) {
         if (i) ok = put(buf, len, &pos, ",", 1);
         ok = ok && put_num(buf, len, &pos, c.fds[i]);
+    }
+    if (ok && c.nown) ok = put(buf, len, &pos, ";own=", 5);
+    for (int i = 0; ok && i < c.nown; ++i) {
+        if (i) ok = put(buf, len, &pos, ",", 1);
+        ok = ok && put_num(buf, len, &pos, c.own[i]) && put(buf, len, &pos, &c.own_kind[i], 1);
     }
     return ok ? int(pos) : -1;
 }

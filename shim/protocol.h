@@ -7,7 +7,9 @@
 // and describes them in one environment variable, HOTRESTART, encoded by config_encode():
 //   v1;ctl=5;wake=6;shm=7;gen=2;main=1234;launcher=1200;verbose=0;fds=8,9,-
 // `fds` lists the inherited sockets in registry order; "-" marks a slot that was already claimed (the
-// record is re-encoded when the program re-execs itself). Everything here is free of heap allocation so
+// record is re-encoded when the program re-execs itself). The optional `own` field appears only after such
+// a re-exec: the program's own descriptors that are shared sockets, each with its kind and the program's
+// idea of O_NONBLOCK: l/L listener blocking/non-blocking, d/D datagram (e.g. own=6l,7D). Everything here is free of heap allocation so
 // the shim can use it in its constructor and in a forked child.
 #pragma once
 
@@ -37,6 +39,9 @@ struct Config {
     int verbose = 0;
     int nfds = 0;
     int fds[kMaxInherited] = {};  // -1: slot already claimed
+    int nown = 0;
+    int own[kMaxInherited] = {};
+    char own_kind[kMaxInherited] = {}; // 'l', 'L', 'd', 'D'
 };
 
 // Strict decoder: every key exactly once, decimal numbers in range, nothing else. On failure returns false
