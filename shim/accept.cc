@@ -13,9 +13,6 @@
 namespace hr {
 namespace {
 
-// The error a waiting accept()/recv() reports once this process shut the socket down or closed it.
-int gone_errno(int fd) { return (g.table.get(fd) & kShut) ? EINVAL : EBADF; }
-
 int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) {
     uint8_t st = fd_state(fd);
     if ((st & kKindMask) != FD_LISTENER || !g.active.load(std::memory_order_acquire))
@@ -34,21 +31,12 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
                 errno = EAGAIN;
                 return -1;
             }
-            Wait w = wait_readable(fd, true);
-            if (w == W_TIMEOUT) {
-                errno = EAGAIN;
-                return -1;
-            }
-            if (w == W_GONE) {
-                errno = gone_errno(fd);
-                return -1;
-            }
-            if (w == W_EINTR) {
-                // A signal handler ran while this process drains (typically its stop signal). Programs
-                // that stop by setting a flag and waiting for their accept loop to notice (Python's
-                // socketserver retries EINTR itself) would wait forever: fail with ECONNABORTED, the
-                // transient accept() error every server already handles, so the loop comes round.
-                errno = ECONNABORTED;
+            // A signal handler that runs while this process drains (typically its stop signal) makes the
+            // call fail with ECONNABORTED: programs that stop by setting a flag and waiting for their
+            // accept loop to notice (Python's socketserver retries EINTR itself) would otherwise wait
+            // forever, and ECONNABORTED is the transient accept() error every server already handles.
+            if (int e = wait_outcome(wait_readable(fd, true), fd, true)) {
+                errno = e;
                 return -1;
             }
             continue;
@@ -70,17 +58,8 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
             errno = e;
             return -1;
         }
-        Wait w = wait_readable(fd, false);
-        if (w == W_TIMEOUT) {
-            errno = EAGAIN;
-            return -1;
-        }
-        if (w == W_GONE) {
-            errno = gone_errno(fd);
-            return -1;
-        }
-        if (w == W_EINTR && interrupted_for_program()) {
-            errno = EINTR;
+        if (int e2 = wait_outcome(wait_readable(fd, false), fd, false)) {
+            errno = e2;
             return -1;
         }
     }

@@ -125,12 +125,6 @@ int receive_timeout_ms(int fd) {
     return ms > 0x7fffffff ? 0x7fffffff : int(ms);
 }
 
-int64_t mono_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 // Still the shared socket this wait began on, and not shut down by this process?
 bool still_open(int fd, uint8_t kind) {
     uint8_t st = g.table.get(fd);
@@ -138,6 +132,12 @@ bool still_open(int fd, uint8_t kind) {
 }
 
 } // namespace
+
+int64_t mono_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 void wake_local() {
     int fd = g.local_wake.load(std::memory_order_acquire);
@@ -150,17 +150,12 @@ void wake_local() {
 
 Wait wait_readable(int fd, bool draining) {
     const uint8_t kind = g.table.kind(fd);
-    const int timeout = receive_timeout_ms(fd);
-    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    const Remaining remaining(receive_timeout_ms(fd));
     // The local wake-up stays readable once written; after it fired for another socket this wait goes
     // on in short slices, re-checking its own socket, instead of spinning.
     bool sliced = false;
     for (;;) {
-        int left = timeout;
-        if (timeout > 0) {
-            int64_t spent = mono_ms() - start;
-            left = spent >= timeout ? 0 : int(timeout - spent);
-        }
+        const int left = remaining.left();
         pollfd p[3];
         nfds_t n = 0;
         if (!draining) {
@@ -184,6 +179,18 @@ Wait wait_readable(int fd, bool draining) {
         }
         return W_READY;
     }
+}
+
+int wait_outcome(Wait w, int fd, bool draining_accept) {
+    switch (w) {
+    case W_READY: return 0;
+    case W_TIMEOUT: return EAGAIN;
+    case W_GONE: return (g.table.get(fd) & kShut) ? EINVAL : EBADF;
+    case W_EINTR:
+        if (draining_accept) return ECONNABORTED;
+        return interrupted_for_program() ? EINTR : 0;
+    }
+    return 0;
 }
 
 bool is_shared_unix_path(const char *path, bool unclaimed_only) {

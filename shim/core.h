@@ -54,6 +54,22 @@ void move_private_away(int fd);
 // shut the socket down or closed it meanwhile (the caller reports EINVAL or EBADF).
 enum Wait { W_READY, W_TIMEOUT, W_EINTR, W_GONE };
 Wait wait_readable(int fd, bool draining);
+// What a waiting accept()/recv() does after wait_readable(): 0 to try again, or the errno to fail with.
+// A signal during a draining accept() gives ECONNABORTED (see accept.cc).
+int wait_outcome(Wait w, int fd, bool draining_accept);
+
+// Monotonic milliseconds, and what is left of a caller's timeout (negative: none) that began at start.
+int64_t mono_ms();
+struct Remaining {
+    int timeout;
+    int64_t start;
+    explicit Remaining(int t) : timeout(t), start(t > 0 ? mono_ms() : 0) {}
+    int left() const {
+        if (timeout <= 0) return timeout;
+        int64_t spent = mono_ms() - start;
+        return spent >= timeout ? 0 : int(timeout - spent);
+    }
+};
 // Wakes this process's threads waiting in wait_readable() (after a shutdown or close of a shared socket).
 void wake_local();
 // True if a program's EINTR should surface: some installed handler lacks SA_RESTART.

@@ -26,17 +26,8 @@ ssize_t receive(int fd, int flags, Attempt attempt) {
             errno = EAGAIN;
             return -1;
         }
-        Wait w = wait_readable(fd, draining);
-        if (w == W_TIMEOUT) {
-            errno = EAGAIN;
-            return -1;
-        }
-        if (w == W_GONE) {
-            errno = EBADF;
-            return -1;
-        }
-        if (w == W_EINTR && interrupted_for_program()) {
-            errno = EINTR;
+        if (int e = wait_outcome(wait_readable(fd, draining), fd, false)) {
+            errno = e;
             return -1;
         }
     }

@@ -86,21 +86,11 @@ int filter(int epfd, epoll_event *events, int n) {
     return out;
 }
 
-int64_t mono_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 template <class Call>
 int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
-    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    const Remaining remaining(timeout);
     for (;;) {
-        int left = timeout;
-        if (timeout > 0) {
-            int64_t spent = mono_ms() - start;
-            left = spent >= timeout ? 0 : int(timeout - spent);
-        }
+        const int left = remaining.left();
         bool was_draining = g.acct.draining();
         if (was_draining) {
             ErrnoGuard keep;

@@ -21,12 +21,6 @@ inline bool is_listener(int fd) {
     return k == FD_LISTENER || k == FD_DGRAM;
 }
 
-int64_t mono_ms() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 // Hides (or shows again) the listeners of a pollfd array: poll ignores negative descriptors and reports
 // revents = 0 for them. ~fd maps every fd >= 0 to a negative number and back.
 void flip_listeners(pollfd *fds, nfds_t n) {
@@ -51,13 +45,9 @@ int drop_listener_events(pollfd *fds, nfds_t n, int r) {
 // on fds; a negative timeout means forever.
 template <class Call>
 int poll_like(pollfd *fds, nfds_t n, int timeout, Call call) {
-    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    const Remaining remaining(timeout);
     for (;;) {
-        int left = timeout;
-        if (timeout > 0) {
-            int64_t spent = mono_ms() - start;
-            left = spent >= timeout ? 0 : int(timeout - spent);
-        }
+        const int left = remaining.left();
         if (draining_now()) {
             flip_listeners(fds, n);
             int r = call(left);
@@ -96,16 +86,12 @@ int policy_ppoll(pollfd *fds, nfds_t n, const timespec *ts, const sigset_t *mask
 template <class Call>
 int select_like(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int timeout, Call call) {
     if (!rd || nfds <= 0 || nfds > FD_SETSIZE) return call(rd, wr, ex, timeout);
-    const int64_t start = timeout > 0 ? mono_ms() : 0;
+    const Remaining remaining(timeout);
     fd_set r0 = *rd, w0, e0;
     if (wr) w0 = *wr;
     if (ex) e0 = *ex;
     for (;;) {
-        int left = timeout;
-        if (timeout > 0) {
-            int64_t spent = mono_ms() - start;
-            left = spent >= timeout ? 0 : int(timeout - spent);
-        }
+        const int left = remaining.left();
         bool hide = draining_now();
         if (hide)
             for (int fd = 0; fd < nfds; ++fd)
