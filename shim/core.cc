@@ -396,6 +396,10 @@ void activate(const Config &cfg) {
         return;
     }
     g.cfg = cfg;
+    if (const char *self = own_path()) {
+        size_t len = strnlen(self, sizeof g.self_path - 1);
+        memcpy(g.self_path, self, len);
+    }
     g.table.attach(mem, n);
     g.ctl.store(relocate(cfg.ctl));
     g.wake.store(relocate(cfg.wake));

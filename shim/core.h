@@ -36,6 +36,7 @@ struct Shim {
     std::atomic<int> local_wake{-1}; // this process's own eventfd: shutdown()/close() of a shared socket
     int nunix = 0;                   // unix paths of shared sockets (never unlinked by the program)
     char unix_paths[kMaxInherited][108] = {};
+    char self_path[4096] = {}; // this library's path (for LD_PRELOAD across an exec), set at start-up
 };
 extern Shim g;
 

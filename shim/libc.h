@@ -33,7 +33,11 @@
     X(ssize_t, recvfrom, (int fd, void *b, size_t n, int f, struct sockaddr *a, socklen_t *l), (fd, b, n, f, a, l)) \
     X(ssize_t, recvmsg, (int fd, struct msghdr *m, int f), (fd, m, f))                                \
     X(int, recvmmsg, (int fd, struct mmsghdr *v, unsigned n, int f, struct timespec *t), (fd, v, n, f, t)) \
-    X(ssize_t, read, (int fd, void *b, size_t n), (fd, b, n))                                                    \
+    X(ssize_t, read, (int fd, void *b, size_t n), (fd, b, n))                                         \
+    X(int, execve, (const char *p, char *const *a, char *const *e), (p, a, e))                        \
+    X(int, execvp, (const char *p, char *const *a), (p, a))                                           \
+    X(int, execvpe, (const char *p, char *const *a, char *const *e), (p, a, e))                       \
+    X(int, fexecve, (int fd, char *const *a, char *const *e), (fd, a, e))                                                    \
     X(int, epoll_ctl, (int e, int op, int fd, struct epoll_event *ev), (e, op, fd, ev))              \
     X(int, epoll_wait, (int e, struct epoll_event *ev, int m, int t), (e, ev, m, t))                  \
     X(int, epoll_pwait, (int e, struct epoll_event *ev, int m, int t, const sigset_t *s), (e, ev, m, t, s)) \

@@ -6,7 +6,6 @@
 #include "core.h"
 #include "libc.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -54,12 +53,6 @@ struct ExecEnv {
 
 bool self_exec() { return g.active.load(std::memory_order_acquire) && getpid() == g.cfg.main_pid; }
 
-const char *shim_path() {
-    Dl_info info;
-    if (dladdr(reinterpret_cast<void *>(&shim_path), &info) && info.dli_fname) return info.dli_fname;
-    return nullptr;
-}
-
 void set_cloexec(const ExecEnv &e, bool on) {
     for (int i = 0; i < e.nfds; ++i) real_fcntl(e.fds[i], F_SETFD, reinterpret_cast<void *>(long(on ? FD_CLOEXEC : 0)));
 }
@@ -93,7 +86,7 @@ bool prepare(char *const *envp, ExecEnv *out) {
     }
     size_t n = 0;
     while (envp && envp[n]) ++n;
-    const char *self = shim_path();
+    const char *self = g.self_path[0] ? g.self_path : nullptr;
     const size_t strbuf = 1024 + 4096 + 16;
     out->maplen = (n + 3) * sizeof(char *) + strbuf;
     void *mem = mmap(nullptr, out->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -144,41 +137,20 @@ void undo(ExecEnv &e) {
     if (e.envp) munmap(e.envp, e.maplen);
 }
 
-using execve_t = int (*)(const char *, char *const[], char *const[]);
-using execvp_t = int (*)(const char *, char *const[]);
-using execvpe_t = int (*)(const char *, char *const[], char *const[]);
-using fexecve_t = int (*)(int, char *const[], char *const[]);
-
-template <class Fn>
-Fn next_fn(const char *name) {
-    return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
-}
-
 int do_execve(const char *path, char *const argv[], char *const envp[]) {
-    execve_t real = next_fn<execve_t>("execve");
-    if (!real) {
-        errno = ENOSYS;
-        return -1;
-    }
     ExecEnv e;
-    if (!self_exec() || !prepare(envp, &e)) return real(path, argv, envp);
-    int r = real(path, argv, e.envp);
+    if (!self_exec() || !prepare(envp, &e)) return real_execve(path, argv, envp);
+    int r = real_execve(path, argv, e.envp);
     undo(e);
     return r;
 }
 
 // execvp/execvpe search PATH inside libc; they read the environment from environ (execvp) or envp.
 int do_execvpe(const char *file, char *const argv[], char *const envp[], bool use_environ) {
-    execvpe_t real_vpe = next_fn<execvpe_t>("execvpe");
-    execvp_t real_vp = next_fn<execvp_t>("execvp");
-    if (!real_vpe || !real_vp) {
-        errno = ENOSYS;
-        return -1;
-    }
     ExecEnv e;
     if (!self_exec() || !prepare(use_environ ? environ : envp, &e))
-        return use_environ ? real_vp(file, argv) : real_vpe(file, argv, envp);
-    int r = real_vpe(file, argv, e.envp);
+        return use_environ ? real_execvp(file, argv) : real_execvpe(file, argv, envp);
+    int r = real_execvpe(file, argv, e.envp);
     undo(e);
     return r;
 }
@@ -198,14 +170,9 @@ HR_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) 
     return hr::do_execvpe(file, argv, envp, false);
 }
 HR_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
-    hr::fexecve_t real = hr::next_fn<hr::fexecve_t>("fexecve");
-    if (!real) {
-        errno = ENOSYS;
-        return -1;
-    }
     hr::ExecEnv e;
-    if (!hr::self_exec() || !hr::prepare(envp, &e)) return real(fd, argv, envp);
-    int r = real(fd, argv, e.envp);
+    if (!hr::self_exec() || !hr::prepare(envp, &e)) return hr::real_fexecve(fd, argv, envp);
+    int r = hr::real_fexecve(fd, argv, e.envp);
     hr::undo(e);
     return r;
 }
