@@ -28,6 +28,7 @@ LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
 HEADERS      := $(wildcard shim/*.h launcher/*.h)
 
 UNIT_TESTS   := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.cc))
+PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/unit/preload_*.cc))
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
@@ -62,8 +63,14 @@ $(BUILD)/unit/%: tests/unit/%.cc shim/protocol.cc shim/addr.cc shim/state.cc lau
 	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< shim/protocol.cc shim/addr.cc shim/state.cc \
 	    launcher/genstate.cc -lcmocka
 
-unit: $(UNIT_TESTS)
-	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+# Preloaded tests exercise the wrappers in a real generation: they run under the launcher, with the shim.
+$(BUILD)/unit/preload_%: tests/unit/preload_%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -o $@ $< -lcmocka
+
+unit: all $(UNIT_TESTS) $(PRELOAD_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done; \
+	for t in $(PRELOAD_TESTS); do echo "== $(BUILD)/hotrestart -- $$t"; $(BUILD)/hotrestart -- $$t; done
 
 integration: all
 	$(PYTEST) -q tests/integration
