@@ -30,7 +30,12 @@ bool key_from_sockaddr(const sockaddr *sa, socklen_t len, int type, int v6only, 
         memcpy(&in6, sa, sizeof in6);
         if (in6.sin6_port == 0) return false;
         in6.sin6_flowinfo = 0;
-        k.v6only = v6only ? 1 : 0;
+        // IPV6_V6ONLY only tells sockets apart on the wildcard address: the kernel sets it on a socket
+        // bound to a specific IPv6 address (which cannot take IPv4 anyway), and a v4-mapped address
+        // cannot be bound with it set. Normalise so that the program's socket (read before bind) and the
+        // inherited one (read after) agree.
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6.sin6_addr)) k.v6only = v6only ? 1 : 0;
+        else k.v6only = IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr) ? 0 : 1;
         k.len = sizeof in6;
         memcpy(&k.addr, &in6, sizeof in6);
         break;
@@ -89,7 +94,8 @@ const char *key_format(const SockKey &k, char *buf, size_t buflen) {
     case AF_INET6: {
         const auto &x = reinterpret_cast<const sockaddr_in6 &>(k.addr);
         inet_ntop(AF_INET6, &x.sin6_addr, host, sizeof host);
-        snprintf(buf, buflen, "%s[%s]:%u%s", proto, host, ntohs(x.sin6_port), k.v6only ? " (v6only)" : "");
+        bool wildcard = IN6_IS_ADDR_UNSPECIFIED(&x.sin6_addr);
+        snprintf(buf, buflen, "%s[%s]:%u%s", proto, host, ntohs(x.sin6_port), wildcard && k.v6only ? " (v6only)" : "");
         break;
     }
     case AF_UNIX: {

@@ -22,7 +22,7 @@ struct SockKey {
 // unix socket): the caller then lets the real bind() run.
 bool key_from_sockaddr(const sockaddr *sa, socklen_t len, int type, int v6only, SockKey *out);
 
-// True when a and b name the same socket: family, type, v6only (AF_INET6 only) and address (IPv4
+// True when a and b name the same socket: family, type, v6only (AF_INET6 wildcard only) and address (IPv4
 // address+port, IPv6 address+port+scope id, unix path or abstract name). Flow info and sin_zero are ignored.
 bool key_match(const SockKey &a, const SockKey &b);
 

@@ -132,11 +132,18 @@ void test_ipv6_scope_flow_v6only(void **) {
     assert_false(match(a, sizeof a, b, sizeof b)); // scope id is part of the address
     sockaddr_in6 c = v6("fe80::1", 80, 1, 0x12345);
     assert_true(match(a, sizeof a, c, sizeof c)); // flow info is not
-    sockaddr_in6 d = v6("::1", 80), e = v6("::1", 80);
+    // V6ONLY tells wildcard sockets apart...
+    sockaddr_in6 d = v6("::", 80), e = v6("::", 80);
     assert_false(match(d, sizeof d, e, sizeof e, SOCK_STREAM, SOCK_STREAM, 0, 1));
     assert_true(match(d, sizeof d, e, sizeof e, SOCK_STREAM, SOCK_STREAM, 1, 1));
     // any non-zero v6only value means "on"
     assert_true(match(d, sizeof d, e, sizeof e, SOCK_STREAM, SOCK_STREAM, 1, 7));
+    // ...but not sockets on a specific address, where the kernel forces it on after bind (the program's
+    // socket reads 0 before bind, the inherited one 1 after).
+    sockaddr_in6 f = v6("::1", 80), h = v6("::1", 80);
+    assert_true(match(f, sizeof f, h, sizeof h, SOCK_STREAM, SOCK_STREAM, 0, 1));
+    sockaddr_in6 m1 = v6("::ffff:127.0.0.1", 80), m2 = v6("::ffff:127.0.0.1", 80);
+    assert_true(match(m1, sizeof m1, m2, sizeof m2, SOCK_STREAM, SOCK_STREAM, 0, 1));
 }
 
 void test_ipv6_rejections(void **) {
