@@ -80,13 +80,13 @@ void Registry::drop_user(int gen) {
     for (auto &e : items_) e.users.erase(gen);
 }
 
-std::vector<std::string> Registry::prune() {
-    std::vector<std::string> released;
+std::vector<Listener> Registry::prune() {
+    std::vector<Listener> released;
     std::vector<Listener> keep;
     for (auto &e : items_) {
         if (e.users.empty()) {
             close_for_good(e);
-            released.push_back(e.name);
+            released.push_back(e);
         } else {
             keep.push_back(e);
         }

@@ -33,8 +33,8 @@ public:
     void mark_used(uint64_t id, int gen);
     // Forgets that gen uses anything (it is gone).
     void drop_user(int gen);
-    // Closes every socket no live generation uses; returns their names.
-    std::vector<std::string> prune();
+    // Closes every socket no live generation uses; returns them (fd already closed).
+    std::vector<Listener> prune();
     const std::vector<Listener> &all() const { return items_; }
 
 private:

@@ -241,6 +241,10 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     case A_INVALID: break;
     case A_PROMOTE: {
         g.deadline_ms = 0;
+        // Inherited sockets it did not take over (a dropped port): its processes close their copies
+        // now; the launcher closes its own once the reload completes.
+        for (size_t i = 0; i < g.claimed.size(); ++i)
+            if (!g.claimed[i] && g.shm) g.shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
         Gen *old = serving_;
         serving_ = &g;
         if (next_ == &g) next_ = nullptr;
@@ -283,9 +287,6 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         if (serving_ == &g) serving_ = nullptr;
         exit_status_ = exit_code_of(g.status);
         status_gen_ = g.n;
-        if (!group_empty(g.pid))
-            logf("gen %d: its main process is gone but its process group lives on; if the program daemonizes, "
-                 "run it in the foreground (e.g. nginx -g 'daemon off;')", g.n);
         if (!next_) begin_shutdown();
         drain(g);
         break;
@@ -298,6 +299,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         break;
     case A_KILL:
         if (prev == GS_KILLING) logf("warning: gen %d: processes still present after SIGKILL", g.n);
+        else if (e == EV_FORCE_STOP) logf("gen %d: stopping now: sending SIGKILL", g.n);
         else logf("gen %d: still running %g s after %s; sending SIGKILL", g.n, opts_.kill_timeout, signal_name(opts_.stop_signal));
         kill(-g.pid, SIGKILL);
         g.deadline_ms = now + int64_t(opts_.kill_timeout * 1000);
@@ -313,13 +315,19 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     }
 }
 
-// Ready: the shim is active and the generation claimed every socket it inherited. A first generation
-// inherits nothing: it is ready once it listens on something.
+// Ready: the shim is active and the generation claimed every socket it inherited, or it claimed or opened
+// some and has started accepting (a new configuration that drops a port never claims that one; once the
+// program accepts, its set-up is done). A first generation inherits nothing: it is ready once it listens.
 void Supervisor::check_ready(Gen &g) {
     if (g.st != GS_STARTING || !g.hello) return;
-    for (bool c : g.claimed)
-        if (!c) return;
+    size_t claimed = 0;
+    for (bool c : g.claimed) claimed += c;
     if (g.passed.empty() && !serving_ && g.registered == 0) return;
+    if (claimed < g.passed.size()) {
+        if (!g.accepting || (claimed == 0 && g.registered == 0)) return;
+        logf("gen %d accepts without taking over %s (dropped by its configuration?): released once the "
+             "reload completes", g.n, unclaimed(g).c_str());
+    }
     fire(g, EV_READY);
 }
 
@@ -382,6 +390,10 @@ void Supervisor::on_ctl(Gen &g) {
         case MSG_IDLE:
             if (g.st == GS_DRAINING && idle(g)) fire(g, EV_IDLE);
             break;
+        case MSG_ACCEPTING:
+            g.accepting = true;
+            check_ready(g);
+            break;
         case MSG_BINDFAIL: {
             SockKey k;
             char name[160] = "?";
@@ -405,6 +417,9 @@ void Supervisor::on_child_exits() {
             g->status = status;
             if (g->n == status_gen_) exit_status_ = exit_code_of(status);
             debugf("gen %d: main process %d %s", g->n, int(pid), describe_status(status).c_str());
+            if ((g->st == GS_STARTING || g->st == GS_SERVING) && !group_empty(g->pid))
+                logf("gen %d: its main process exited but its process group lives on; if the program "
+                     "daemonizes, run it in the foreground (e.g. nginx -g 'daemon off;')", g->n);
             fire(*g, EV_EXITED);
         }
     }
@@ -522,7 +537,13 @@ void Supervisor::after_step() {
     }
     if (reload_in_progress()) return;
     if (removed) {
-        for (const auto &name : registry_.prune()) logf("released %s: no generation uses it", name.c_str());
+        for (const auto &l : registry_.prune()) {
+            logf("released %s: no generation uses it", l.name.c_str());
+            // The serving generation still holds the copy it inherited: tell it to close it.
+            for (size_t i = 0; i < serving_->passed.size(); ++i)
+                if (serving_->passed[i] == l.id && serving_->shm)
+                    serving_->shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
+        }
         if (!reload_pending_) logf("reload complete: gen %d serving", serving_->n);
     }
     if (reload_pending_) {

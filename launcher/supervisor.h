@@ -27,6 +27,7 @@ struct Gen {
     std::vector<uint64_t> passed; // registry ids handed to this generation, in order
     std::vector<bool> claimed;
     bool hello = false;
+    bool accepting = false; // some process accepts or waits for connections on a shared socket
     int registered = 0;     // sockets this generation listened on itself
     bool main_exited = false;
     int status = 0;         // wait status of the main process

@@ -23,6 +23,7 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
     }
     const bool nonblocking = st & kWantNonblock;
     const int saved_errno = errno;
+    note_accepting();
     for (;;) {
         bool idle = false;
         if (!g.acct.reserve(&idle)) {

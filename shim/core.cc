@@ -164,13 +164,15 @@ Wait wait_readable(int fd, bool draining) {
         }
         const nfds_t local = n;
         if (!sliced) p[n++] = {g.local_wake.load(std::memory_order_acquire), POLLIN, 0};
-        int wait = left;
-        if (sliced && (wait < 0 || wait > 100)) wait = 100;
+        // Wake at least once a second to close inherited sockets the launcher released meanwhile.
+        const int slice = sliced ? 100 : 1000;
+        const int wait = (left < 0 || left > slice) ? slice : left;
         int r = real_poll(n ? p : nullptr, n, wait);
         if (r < 0) return errno == EINTR ? W_EINTR : W_READY;
         if (!still_open(fd, kind)) return W_GONE;
         if (r == 0) {
-            if (left == 0 || (!sliced && left > 0)) return W_TIMEOUT;
+            if (left >= 0 && left <= slice) return W_TIMEOUT;
+            if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
             continue;
         }
         if (!sliced && p[local].revents) {
@@ -191,6 +193,21 @@ int wait_outcome(Wait w, int fd, bool draining_accept) {
         return interrupted_for_program() ? EINTR : 0;
     }
     return 0;
+}
+
+void close_released() {
+    ErrnoGuard keep;
+    uint64_t want = g.acct.shared->released.load(std::memory_order_acquire);
+    uint64_t done = g.released_done.exchange(want);
+    for (int i = 0; i < g.ninherited; ++i) {
+        if (!((want & ~done) >> i & 1) || g.inherited[i].claimed.load()) continue;
+        int expected = 0;
+        if (!g.inherited[i].claimed.compare_exchange_strong(expected, 1)) continue;
+        int fd = g.inherited[i].fd.exchange(-1);
+        if (fd < 0) continue;
+        g.table.set(fd, FD_NONE);
+        real_close(fd);
+    }
 }
 
 bool is_shared_unix_path(const char *path, bool unclaimed_only) {
@@ -346,6 +363,8 @@ void make_local_wake() {
 void after_fork_child() {
     if (!g.active.load(std::memory_order_acquire)) return;
     g.acct.claim_slot(int32_t(getpid()));
+    g.accepting.store(false);
+    if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
     // The parent's wake-up is not ours: shutting a socket down there must not wake us, nor the reverse.
     int old = g.local_wake.exchange(-1);
     if (old >= 0) {

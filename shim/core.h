@@ -37,6 +37,8 @@ struct Shim {
     int nunix = 0;                   // unix paths of shared sockets (never unlinked by the program)
     char unix_paths[kMaxInherited][108] = {};
     char self_path[4096] = {}; // this library's path (for LD_PRELOAD across an exec), set at start-up
+    std::atomic<bool> accepting{false}; // MSG_ACCEPTING sent by this process
+    std::atomic<uint64_t> released_done{0}; // bits of Shared::released this process has acted on
 };
 extern Shim g;
 
@@ -46,6 +48,16 @@ inline uint8_t fd_state(int fd) { return g.table.get(fd); }
 // Messages to the launcher; errno is preserved. fd < 0: no descriptor attached.
 void send_msg(uint16_t type, int32_t arg, int32_t err, const sockaddr *addr, socklen_t addrlen, int fd);
 inline void send_idle() { send_msg(MSG_IDLE, 0, 0, nullptr, 0, -1); }
+// Closes this process's copies of inherited sockets the launcher released (see Shared::released).
+void close_released();
+// The program accepts, or waits for connections, on a shared socket: tell the launcher once per process,
+// and drop inherited sockets the launcher has released since.
+inline void note_accepting() {
+    if (!g.accepting.load(std::memory_order_relaxed) && !g.accepting.exchange(true))
+        send_msg(MSG_ACCEPTING, 0, 0, nullptr, 0, -1);
+    if (g.acct.shared && g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed))
+        close_released();
+}
 
 // Moves a private descriptor away from number fd (the program is about to dup2/dup3 onto it).
 void move_private_away(int fd);
@@ -58,6 +70,12 @@ Wait wait_readable(int fd, bool draining);
 // What a waiting accept()/recv() does after wait_readable(): 0 to try again, or the errno to fail with.
 // A signal during a draining accept() gives ECONNABORTED (see accept.cc).
 int wait_outcome(Wait w, int fd, bool draining_accept);
+
+// While draining, a poll/select/epoll wait with no (or a long) timeout returns 0 at least this often: a
+// stop signal that lands just before the wait blocks (the classic race in interpreters that run handlers
+// between calls) would otherwise leave it blocked until SIGKILL, since shared sockets no longer wake it.
+constexpr int kDrainSliceMs = 500;
+inline int drain_slice(int left) { return (left < 0 || left > kDrainSliceMs) ? kDrainSliceMs : left; }
 
 // Monotonic milliseconds, and what is left of a caller's timeout (negative: none) that began at start.
 int64_t mono_ms();

@@ -17,6 +17,7 @@ inline bool is_dgram(int fd) { return g.table.kind(fd) == FD_DGRAM && g.active.l
 template <class Attempt>
 ssize_t receive(int fd, int flags, Attempt attempt) {
     const bool nonblocking = (g.table.get(fd) & kWantNonblock) || (flags & MSG_DONTWAIT);
+    note_accepting();
     for (;;) {
         const bool draining = g.acct.draining();
         if (!draining) {

@@ -19,8 +19,11 @@ struct EpReg {
     std::atomic<int> epfd{-1}; // -1: free
     std::atomic<int> fd{-1};
     std::atomic<uint64_t> data{0};
-    std::atomic<int> removed{0}; // taken out of the set by the shim
+    std::atomic<uint32_t> events{0};
+    std::atomic<int> removed{0}; // taken out of the set by the shim (or its read interest, see detach)
 };
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDNORM | EPOLLRDBAND | EPOLLPRI;
+constexpr uint32_t kWriteEvents = EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
 constexpr int kMaxRegs = 256;
 EpReg regs[kMaxRegs];
 
@@ -35,7 +38,7 @@ EpReg *find(int epfd, int fd) {
     return nullptr;
 }
 
-void remember(int epfd, int fd, uint64_t data) {
+void remember(int epfd, int fd, uint64_t data, uint32_t events) {
     EpReg *r = find(epfd, fd);
     if (!r) {
         for (auto &e : regs) {
@@ -44,6 +47,7 @@ void remember(int epfd, int fd, uint64_t data) {
                 e.fd.store(fd);
                 e.removed.store(0);
                 e.data.store(data);
+                e.events.store(events);
                 e.epfd.store(epfd, std::memory_order_release);
                 return;
             }
@@ -51,6 +55,7 @@ void remember(int epfd, int fd, uint64_t data) {
         return; // table full: that registration is simply not drained (logged in verbose mode)
     }
     r->data.store(data);
+    r->events.store(events);
     r->removed.store(0);
 }
 
@@ -59,29 +64,42 @@ void forget(EpReg *r) {
     r->epfd.store(-1, std::memory_order_release);
 }
 
-// Takes every listener out of epoll set epfd (once).
+// Takes the shared sockets' read interest out of epoll set epfd (once): a registration that also waits
+// for writing (a UDP server's reply) keeps that part, the others are removed.
 void detach(int epfd) {
     for (auto &r : regs) {
         if (r.epfd.load(std::memory_order_acquire) != epfd || r.removed.load()) continue;
         int expected = 0;
         if (!r.removed.compare_exchange_strong(expected, 1)) continue;
         epoll_event ev{};
-        real_epoll_ctl(epfd, EPOLL_CTL_DEL, r.fd.load(), &ev);
+        uint32_t events = r.events.load();
+        if (events & kWriteEvents) {
+            ev.events = events & ~kReadEvents;
+            ev.data.u64 = r.data.load();
+            real_epoll_ctl(epfd, EPOLL_CTL_MOD, r.fd.load(), &ev);
+        } else {
+            real_epoll_ctl(epfd, EPOLL_CTL_DEL, r.fd.load(), &ev);
+        }
     }
 }
 
-// Drops events fetched for listeners the shim took out of epfd; returns the new count.
+bool has_registrations(int epfd) {
+    for (auto &r : regs)
+        if (r.epfd.load(std::memory_order_acquire) == epfd && (r.events.load() & kReadEvents)) return true;
+    return false;
+}
+
+// Drops read readiness fetched for shared sockets the shim detached from epfd; returns the new count.
 int filter(int epfd, epoll_event *events, int n) {
     int out = 0;
     for (int i = 0; i < n; ++i) {
-        bool drop = false;
         for (auto &r : regs) {
             if (r.epfd.load(std::memory_order_acquire) == epfd && r.removed.load() && r.data.load() == events[i].data.u64) {
-                drop = true;
+                events[i].events &= ~kReadEvents;
                 break;
             }
         }
-        if (!drop) events[out++] = events[i];
+        if (events[i].events) events[out++] = events[i];
     }
     return out;
 }
@@ -89,6 +107,7 @@ int filter(int epfd, epoll_event *events, int n) {
 template <class Call>
 int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
     const Remaining remaining(timeout);
+    if (has_registrations(epfd)) note_accepting();
     for (;;) {
         const int left = remaining.left();
         bool was_draining = g.acct.draining();
@@ -96,12 +115,12 @@ int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
             ErrnoGuard keep;
             detach(epfd);
         }
-        int r = call(left);
-        if (r <= 0 || !g.acct.draining()) return r;
+        int r = call(was_draining ? drain_slice(left) : left);
+        if (r <= 0 || (!was_draining && !g.acct.draining())) return r;
         ErrnoGuard keep;
         if (!was_draining) detach(epfd);
         r = filter(epfd, events, r);
-        if (r > 0 || left == 0) return r;
+        if (r > 0 || left == 0 || was_draining) return r;
     }
 }
 
@@ -130,7 +149,10 @@ int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
             return 0;
         }
         if (op == EPOLL_CTL_MOD) {
-            if (ev) r->data.store(ev->data.u64);
+            if (ev) {
+                r->data.store(ev->data.u64);
+                r->events.store(ev->events);
+            }
             return 0;
         }
     }
@@ -140,7 +162,7 @@ int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
         if (op == EPOLL_CTL_DEL) {
             if (r) forget(r);
         } else if (ev) {
-            remember(epfd, fd, ev->data.u64);
+            remember(epfd, fd, ev->data.u64, ev->events);
         }
     }
     return rc;

@@ -21,38 +21,65 @@ inline bool is_listener(int fd) {
     return k == FD_LISTENER || k == FD_DGRAM;
 }
 
-// Hides (or shows again) the listeners of a pollfd array: poll ignores negative descriptors and reports
-// revents = 0 for them. ~fd maps every fd >= 0 to a negative number and back.
-void flip_listeners(pollfd *fds, nfds_t n) {
-    for (nfds_t i = 0; i < n; ++i) {
-        int fd = fds[i].fd < 0 ? ~fds[i].fd : fds[i].fd;
-        if (fd >= 0 && is_listener(fd)) fds[i].fd = ~fds[i].fd;
+constexpr short kReadBits = POLLIN | POLLRDNORM | POLLRDBAND | POLLPRI;
+// Before the set-up is known to be done: does this wait watch a shared socket for reading?
+void note_if_watching(const pollfd *fds, nfds_t n) {
+    if (g.accepting.load(std::memory_order_relaxed)) {
+        note_accepting(); // cheap: only acts on released sockets
+        return;
+    }
+    for (nfds_t i = 0; i < n; ++i)
+        if (fds[i].fd >= 0 && (fds[i].events & kReadBits) && is_listener(fds[i].fd)) {
+            note_accepting();
+            return;
+        }
+}
+
+// A draining process no longer reads from shared sockets: their read interest is taken out of the array
+// for the call (writing, e.g. a UDP reply, still works) and put back after. saved holds what was removed.
+struct Hidden {
+    nfds_t index[kMaxInherited * 2];
+    short events[kMaxInherited * 2];
+    int n = 0;
+};
+
+void hide_reads(pollfd *fds, nfds_t n, Hidden *h) {
+    for (nfds_t i = 0; i < n && h->n < int(sizeof h->index / sizeof h->index[0]); ++i) {
+        if (fds[i].fd < 0 || !(fds[i].events & kReadBits) || !is_listener(fds[i].fd)) continue;
+        h->index[h->n] = i;
+        h->events[h->n++] = fds[i].events;
+        fds[i].events &= short(~kReadBits);
     }
 }
 
-// Drops listener readiness that a drain made meaningless; returns the new count of ready entries.
+void show_reads(pollfd *fds, const Hidden &h) {
+    for (int k = 0; k < h.n; ++k) fds[h.index[k]].events = h.events[k];
+}
+
+// Drops read readiness of shared sockets that a drain made meaningless; returns the new count.
 int drop_listener_events(pollfd *fds, nfds_t n, int r) {
     for (nfds_t i = 0; i < n; ++i) {
-        if (fds[i].revents && fds[i].fd >= 0 && is_listener(fds[i].fd)) {
-            fds[i].revents = 0;
-            --r;
-        }
+        if (!fds[i].revents || fds[i].fd < 0 || !is_listener(fds[i].fd)) continue;
+        fds[i].revents &= short(~kReadBits);
+        if (!fds[i].revents) --r;
     }
     return r;
 }
 
-// One poll-style wait with the listeners hidden once draining. call(timeout_ms) runs the real function
-// on fds; a negative timeout means forever.
+// One poll-style wait with the shared sockets' read interest hidden once draining. call(timeout_ms) runs
+// the real function on fds; a negative timeout means forever.
 template <class Call>
 int poll_like(pollfd *fds, nfds_t n, int timeout, Call call) {
     const Remaining remaining(timeout);
+    note_if_watching(fds, n);
     for (;;) {
         const int left = remaining.left();
         if (draining_now()) {
-            flip_listeners(fds, n);
-            int r = call(left);
+            Hidden h;
+            hide_reads(fds, n, &h);
+            int r = call(drain_slice(left));
             ErrnoGuard keep;
-            flip_listeners(fds, n);
+            show_reads(fds, h);
             return r;
         }
         int r = call(left);
@@ -96,7 +123,10 @@ int select_like(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int timeout, Call 
         if (hide)
             for (int fd = 0; fd < nfds; ++fd)
                 if (FD_ISSET(fd, rd) && is_listener(fd)) FD_CLR(fd, rd);
-        int r = call(rd, wr, ex, left);
+        if (!hide && !g.accepting.load(std::memory_order_relaxed))
+            for (int fd = 0; fd < nfds; ++fd)
+                if (FD_ISSET(fd, rd) && is_listener(fd)) note_accepting();
+        int r = call(rd, wr, ex, hide ? drain_slice(left) : left);
         if (r <= 0 || hide || !draining_now()) return r;
         ErrnoGuard keep;
         for (int fd = 0; fd < nfds; ++fd) {

@@ -226,7 +226,8 @@ const char *msg_check(const Msg *m, size_t len, int nfds_received) {
     case MSG_HELLO:
     case MSG_CLAIMED:
     case MSG_IDLE:
-    case MSG_BINDFAIL: want = 0; break;
+    case MSG_BINDFAIL:
+    case MSG_ACCEPTING: want = 0; break;
     case MSG_REGISTER: want = 1; break;
     default: return "unknown message type";
     }

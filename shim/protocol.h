@@ -57,6 +57,7 @@ enum MsgType : uint16_t {
     MSG_REGISTER = 3, // carries one fd (SCM_RIGHTS): a socket the program bound itself and now listens on
     MSG_IDLE = 4,     // the generation's live connection count fell to zero while draining
     MSG_BINDFAIL = 5, // err = errno of a failed bind() of addr (diagnostics only)
+    MSG_ACCEPTING = 6,// the program waits for or accepts connections on a shared socket: its set-up is done
 };
 
 struct Msg {
@@ -85,12 +86,17 @@ struct Shared {
     std::atomic<uint32_t> draining;
     std::atomic<int32_t> conns;  // live accepted connections (fds) of the whole generation
     std::atomic<uint32_t> slotless; // some process had no slot: Slot counts alone are incomplete
+    // Bit i set by the launcher: inherited socket i was released (no generation claimed it); processes of
+    // the generation close their unclaimed copy at their next accept/wait/fork.
+    std::atomic<uint64_t> released;
     struct Slot {
         std::atomic<int32_t> pid;   // 0: free
         std::atomic<int32_t> conns; // that process's share of conns
     } slots[kSlots];
 };
 static_assert(std::atomic<int32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "cross-process atomics must be lock-free");
+static_assert(kMaxInherited <= 64, "Shared::released has one bit per inherited socket");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
 constexpr size_t kSharedSize = (sizeof(Shared) + 4095) & ~size_t(4095);
 

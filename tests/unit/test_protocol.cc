@@ -358,7 +358,8 @@ Msg make_msg(uint16_t type) {
 }
 
 void test_msg_valid(void **) {
-    const uint16_t zero_fd_types[] = {hr::MSG_HELLO, hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL};
+    const uint16_t zero_fd_types[] = {hr::MSG_HELLO, hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL,
+                                      hr::MSG_ACCEPTING};
     for (uint16_t t : zero_fd_types) {
         Msg m = make_msg(t);
         const char *why = hr::msg_check(&m, sizeof m, 0);
@@ -391,7 +392,7 @@ void test_msg_bad_magic_version_type(void **) {
     assert_non_null(hr::msg_check(&m, sizeof m, 0));
     m.version = 0;
     assert_non_null(hr::msg_check(&m, sizeof m, 0));
-    const uint16_t bad_types[] = {0, 6, 7, 0x100, 0xffff};
+    const uint16_t bad_types[] = {0, 7, 8, 0x100, 0xffff};
     for (uint16_t t : bad_types) {
         m = make_msg(t);
         assert_non_null(hr::msg_check(&m, sizeof m, 0));
@@ -405,7 +406,7 @@ void test_msg_fd_counts(void **) {
     assert_non_null(hr::msg_check(&r, sizeof r, 2));
     Msg h = make_msg(hr::MSG_HELLO);
     assert_non_null(hr::msg_check(&h, sizeof h, 1));
-    const uint16_t zero_fd_types[] = {hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL};
+    const uint16_t zero_fd_types[] = {hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL, hr::MSG_ACCEPTING};
     for (uint16_t t : zero_fd_types) {
         Msg m = make_msg(t);
         assert_non_null(hr::msg_check(&m, sizeof m, 1));
