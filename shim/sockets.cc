@@ -6,8 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 namespace hr {
 namespace {
@@ -184,10 +187,39 @@ int policy_connect(int fd, const sockaddr *addr, socklen_t len) {
 // The path of a shared unix socket stays in place: clients connect through it while the socket lives on in
 // the launcher and the other generation (PITFALLS 6). The program's unlink() of it "succeeds"; the launcher
 // removes the path when it finally closes the socket.
+// A draining generation deleting, on its way out, a pid file that the new generation has rewritten in
+// place (same path in the same configuration: nginx) would leave the new one without its pid file. Such a
+// file now names another live process: keep it. Only read while draining, and only small regular files.
+bool names_another_live_process(int dirfd, const char *path) {
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return false;
+    char buf[32];
+    struct stat st;
+    ssize_t n = (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < 32) ? real_read(fd, buf, sizeof buf - 1) : -1;
+    real_close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    long pid = 0;
+    int i = 0;
+    while (buf[i] == ' ') ++i;
+    if (buf[i] < '1' || buf[i] > '9') return false;
+    for (; buf[i] >= '0' && buf[i] <= '9' && pid < (1L << 30); ++i) pid = pid * 10 + (buf[i] - '0');
+    while (buf[i] == ' ' || buf[i] == '\n') ++i;
+    if (buf[i] != '\0' || pid == getpid()) return false;
+    return kill(pid_t(pid), 0) == 0 || errno == EPERM;
+}
+
 int policy_unlinkat(int dirfd, const char *path, int flags, bool at) {
-    if (!(flags & AT_REMOVEDIR) && is_shared_unix_path(path, false)) {
-        HR_DEBUG("unlink(%s): kept, the socket is shared", path);
-        return 0;
+    if (!(flags & AT_REMOVEDIR) && path != nullptr && g.active.load(std::memory_order_acquire)) {
+        ErrnoGuard keep;
+        if (is_shared_unix_path(path, false)) {
+            HR_DEBUG("unlink(%s): kept, the socket is shared", path);
+            return 0;
+        }
+        if (g.acct.draining() && names_another_live_process(at ? dirfd : AT_FDCWD, path)) {
+            HR_DEBUG("unlink(%s): kept, it is the pid file of a newer generation", path);
+            return 0;
+        }
     }
     return at ? real_unlinkat(dirfd, path, flags) : real_unlink(path);
 }
