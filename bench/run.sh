@@ -2,4 +2,5 @@
 # make bench: numbers and ratios only; nothing here is a pass/fail test.
 set -eu
 cd "$(dirname "$0")/.."
+/usr/bin/python3 bench/nginx_wrk.py
 exec /usr/bin/python3 bench/bench.py "$@"
