@@ -62,6 +62,22 @@ def group_alive(pgid):
         return True
 
 
+def group_members(pgid):
+    """Live (non-zombie) pids whose process group is pgid (the pgrp field of /proc/<pid>/stat)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # state ppid pgrp ...
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(name))
+    return pids
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 

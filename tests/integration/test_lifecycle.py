@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (LAUNCHER, fd_count, free_port, group_alive, http_get, pid_alive, reply_pid,
+from conftest import (LAUNCHER, fd_count, free_port, group_alive, group_members, http_get, pid_alive, reply_pid,
                       server_argv, wait_until)
 
 
@@ -37,25 +37,8 @@ def socket_fds(pid):
     return n
 
 
-def group_pids(pgid):
-    """Live pids whose process group is pgid (from the pgrp field of /proc/<pid>/stat)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        # fields: state ppid pgrp ...
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            out.append(int(name))
-    return out
-
-
 def group_socket_fds(pgid):
-    return sum(socket_fds(p) for p in group_pids(pgid))
+    return sum(socket_fds(p) for p in group_members(pgid))
 
 
 def _socket_inodes_to_keep():
@@ -439,8 +422,8 @@ def test_sigterm_completes_in_flight_and_leaves_nothing(launch):
     port = free_port()
     hr = launch(server_argv("prefork", port))
     pid1 = hr.wait_ready(1)
-    wait_until(lambda: len(group_pids(pid1)) == 4, 10, "the prefork master and its 3 workers")
-    workers = set(group_pids(pid1)) - {pid1}
+    wait_until(lambda: len(group_members(pid1)) == 4, 10, "the prefork master and its 3 workers")
+    workers = set(group_members(pid1)) - {pid1}
     base = group_socket_fds(pid1)
     slow = SlowRequest(port, "/slow?ms=1000", timeout=20)
     wait_until(lambda: group_socket_fds(pid1) > base, 10, "a gen 1 worker to accept the slow request")

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import PYSERVER, PYTHON, free_port, group_alive, http_get, pid_alive, reply_pid, wait_until
+from conftest import PYSERVER, PYTHON, free_port, group_alive, group_members, http_get, pid_alive, reply_pid, wait_until
 
 RELOADS = 10
 CLIENTS = 4
@@ -84,22 +84,6 @@ def tcp_udp_port():
         except OSError:
             continue
     raise AssertionError("no port free for both TCP and UDP")
-
-
-def group_members(pgid):
-    """Live (non-zombie) processes of process group pgid."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.append(int(name))
-    return pids
 
 
 def workers_of(hr, gen, n, timeout=15.0):
