@@ -107,7 +107,13 @@ int filter(int epfd, epoll_event *events, int n) {
 template <class Call>
 int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
     const Remaining remaining(timeout);
-    if (has_registrations(epfd)) note_accepting();
+    // Until this process has reported that it accepts, look for a shared socket in this set; after that,
+    // only a pending release costs anything (two relaxed loads per call on the hot path).
+    if (!g.accepting.load(std::memory_order_relaxed)) {
+        if (has_registrations(epfd)) note_accepting();
+    } else if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed)) {
+        close_released();
+    }
     for (;;) {
         const int left = remaining.left();
         bool was_draining = g.acct.draining();
