@@ -550,7 +550,7 @@ def test_udp_no_datagram_lost(launch, load):
         len(in_flight_lost), RELOADS, in_flight_lost[0])
     assert ld.failures == [], "%d datagrams of %d lost: %s\nlog:\n%s" % (
         len(ld.failures), ld.ok + len(ld.failures), ld.failures[:5], hr.log())
-    finish(hr)
+    finish(hr, ld)
 
 
 # --------------------------------------------------------------------------------------------------------
