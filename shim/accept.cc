@@ -27,7 +27,9 @@ int policy_accept(int fd, sockaddr *addr, socklen_t *len, int flags, bool four) 
     for (;;) {
         bool idle = false;
         if (!g.acct.reserve(&idle)) {
-            if (idle) send_idle();
+            // Undoing a refused reservation can only make the count zero if it was zero a moment ago;
+            // tell the launcher once (in case it read the count just then), not on every refused call.
+            if (idle && !g.idle_hinted.exchange(true)) send_idle();
             if (nonblocking) {
                 errno = EAGAIN;
                 return -1;

@@ -87,7 +87,7 @@ void move_private_away(int fd) {
     int nfd = real_fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void *>(long(fd + 1)));
     if (nfd < 0) return;
     g.table.set(nfd, FD_PRIVATE);
-    std::atomic<int> *privs[] = {&g.ctl, &g.wake, &g.shm};
+    std::atomic<int> *privs[] = {&g.ctl, &g.wake, &g.shm, &g.local_wake};
     for (auto *p : privs) {
         int expected = fd;
         p->compare_exchange_strong(expected, nfd);
@@ -362,8 +362,10 @@ void make_local_wake() {
 
 void after_fork_child() {
     if (!g.active.load(std::memory_order_acquire)) return;
+    g.owner_pid.store(int(getpid()));
     g.acct.claim_slot(int32_t(getpid()));
     g.accepting.store(false);
+    g.idle_hinted.store(false);
     if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
     // The parent's wake-up is not ours: shutting a socket down there must not wake us, nor the reverse.
     int old = g.local_wake.exchange(-1);
@@ -388,12 +390,14 @@ void activate(const Config &cfg) {
             bad = why;
         }
     }
+    // An inherited socket that is not what it should be is set aside (never adopted, so the program's
+    // bind() is a real one); it does not disable hot restart for the others.
+    bool unusable[kMaxInherited] = {};
     for (int i = 0; !bad && i < cfg.nfds; ++i) {
         if (cfg.fds[i] < 0) continue;
-        bad = probe_socket(cfg.fds[i], &keys[i]);
-        if (bad) {
-            snprintf(why, sizeof why, "inherited fd %d: %s", cfg.fds[i], bad);
-            bad = why;
+        if (const char *why_not = probe_socket(cfg.fds[i], &keys[i])) {
+            log_line("warning", "inherited fd %d ignored: %s", cfg.fds[i], why_not);
+            unusable[i] = true;
         }
     }
     Shared *shared = nullptr;
@@ -412,9 +416,15 @@ void activate(const Config &cfg) {
     if (bad) {
         log_line("warning", "hot restart disabled: %s", bad);
         if (shared) munmap(shared, kSharedSize);
+        // Pass-through; but what the launcher handed us must not leak into programs this one starts.
+        const int mine[] = {cfg.ctl, cfg.wake, cfg.shm};
+        for (int fd : mine) real_fcntl(fd, F_SETFD, reinterpret_cast<void *>(long(FD_CLOEXEC)));
+        for (int i = 0; i < cfg.nfds; ++i)
+            if (cfg.fds[i] >= 0) real_fcntl(cfg.fds[i], F_SETFD, reinterpret_cast<void *>(long(FD_CLOEXEC)));
         return;
     }
     g.cfg = cfg;
+    g.owner_pid.store(int(getpid()));
     if (const char *self = own_path()) {
         size_t len = strnlen(self, sizeof g.self_path - 1);
         memcpy(g.self_path, self, len);
@@ -429,9 +439,12 @@ void activate(const Config &cfg) {
     g.ninherited = cfg.nfds;
     for (int i = 0; i < cfg.nfds; ++i) {
         Inherited &in = g.inherited[i];
-        if (cfg.fds[i] < 0) {
+        if (cfg.fds[i] < 0 || unusable[i]) {
+            // Already claimed before a re-exec, or unusable: never adopted. An unusable one is still
+            // closed away from the program's numbers (it is the launcher's, not the program's).
             in.claimed.store(1);
             in.reported.store(1);
+            if (cfg.fds[i] >= 0) real_close(cfg.fds[i]);
             continue;
         }
         in.key = keys[i];
@@ -486,8 +499,10 @@ __attribute__((constructor)) void shim_init() {
 
 __attribute__((destructor)) void shim_fini() {
     // exit(): the kernel is about to close every connection this process holds.
-    if (!g.active.exchange(false)) return;
+    if (!g.active.load() || !owner()) return;
+    g.active.store(false);
     if (g.acct.release_all()) send_idle();
+    g.acct.free_slot();
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 #include "state.h"
 
 #include <atomic>
+#include <unistd.h>
 
 namespace hr {
 
@@ -38,9 +39,16 @@ struct Shim {
     char unix_paths[kMaxInherited][108] = {};
     char self_path[4096] = {}; // this library's path (for LD_PRELOAD across an exec), set at start-up
     std::atomic<bool> accepting{false}; // MSG_ACCEPTING sent by this process
+    std::atomic<bool> idle_hinted{false}; // a refused reservation already sent its one MSG_IDLE
+    std::atomic<int> owner_pid{0};   // the process this state belongs to (see owner())
     std::atomic<uint64_t> released_done{0}; // bits of Shared::released this process has acted on
 };
 extern Shim g;
+
+// Is the caller the process this state belongs to? A vfork()ed child (posix_spawn, Python's subprocess)
+// shares our memory but not our descriptors, and pthread_atfork does not run for it: wrappers that change
+// state pass straight through there. Costs a getpid(), so it is only asked on tracked descriptors.
+inline bool owner() { return getpid() == g.owner_pid.load(std::memory_order_relaxed); }
 
 // The untracked fast path: one bounds check and one atomic load.
 inline uint8_t fd_state(int fd) { return g.table.get(fd); }

@@ -17,11 +17,13 @@ inline bool is_dgram(int fd) { return g.table.kind(fd) == FD_DGRAM && g.active.l
 template <class Attempt>
 ssize_t receive(int fd, int flags, Attempt attempt) {
     const bool nonblocking = (g.table.get(fd) & kWantNonblock) || (flags & MSG_DONTWAIT);
+    const int saved_errno = errno;
     note_accepting();
     for (;;) {
         const bool draining = g.acct.draining();
         if (!draining) {
             ssize_t r = attempt(flags | MSG_DONTWAIT);
+            if (r >= 0) errno = saved_errno;
             if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || nonblocking) return r;
         } else if (nonblocking) {
             errno = EAGAIN;

@@ -20,6 +20,7 @@ struct EpReg {
     std::atomic<int> fd{-1};
     std::atomic<uint64_t> data{0};
     std::atomic<uint32_t> events{0};
+    std::atomic<int> owner{0};   // the process that registered it
     std::atomic<int> removed{0}; // taken out of the set by the shim (or its read interest, see detach)
 };
 constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDNORM | EPOLLRDBAND | EPOLLPRI;
@@ -48,6 +49,7 @@ void remember(int epfd, int fd, uint64_t data, uint32_t events) {
                 e.removed.store(0);
                 e.data.store(data);
                 e.events.store(events);
+                e.owner.store(int(getpid()));
                 e.epfd.store(epfd, std::memory_order_release);
                 return;
             }
@@ -135,9 +137,12 @@ inline bool watching() { return g.acct.shared != nullptr && g.active.load(std::m
 } // namespace
 
 void epoll_forget_fd(int fd) {
+    const int self = int(getpid());
     for (auto &r : regs) {
         if (r.fd.load(std::memory_order_acquire) != fd || r.epfd.load() < 0) continue;
-        if (!r.removed.load()) {
+        // Only the process that registered it removes it: a forked child closing its copy of the
+        // listener (redis' BGSAVE child) shares the epoll set with its parent but must not empty it.
+        if (!r.removed.load() && r.owner.load() == self) {
             epoll_event ev{};
             real_epoll_ctl(r.epfd.load(), EPOLL_CTL_DEL, fd, &ev);
         }

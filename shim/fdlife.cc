@@ -32,10 +32,11 @@ void duplicated(int ofd, int nfd) {
 
 void policy_duplicated(int ofd, int nfd) {
     ErrnoGuard keep;
-    duplicated(ofd, nfd);
+    if (owner()) duplicated(ofd, nfd);
 }
 
 int policy_close(int fd) {
+    if (!owner()) return real_close(fd); // a vfork()ed child: its descriptors are its own
     uint8_t st = fd_state(fd);
     if ((st & kKindMask) == FD_PRIVATE) return 0; // the program does not know it: pretend it is closed
     const bool shared = (st & kKindMask) == FD_LISTENER || (st & kKindMask) == FD_DGRAM;
@@ -55,7 +56,11 @@ int policy_close(int fd) {
 namespace {
 
 int policy_dup2(int ofd, int nfd, int flags, bool three) {
-    if (fd_state(nfd) != FD_NONE && ofd != nfd) {
+    if ((fd_state(nfd) != FD_NONE || fd_state(ofd) != FD_NONE) && !owner())
+        return three ? real_dup3(ofd, nfd, flags) : real_dup2(ofd, nfd);
+    // Only prepare nfd for replacement if the call can succeed (a bad source fails with EBADF and must
+    // leave nfd, and its epoll registrations, as they were).
+    if (fd_state(nfd) != FD_NONE && ofd != nfd && real_fcntl(ofd, F_GETFD, nullptr) >= 0) {
         ErrnoGuard keep;
         move_private_away(nfd);
         uint8_t k = g.table.kind(nfd);
@@ -82,7 +87,7 @@ int visible_flags(int real, uint8_t st) {
 
 int policy_fcntl(int fd, int cmd, void *arg) {
     uint8_t st = fd_state(fd);
-    if (st == FD_NONE) return real_fcntl(fd, cmd, arg);
+    if (st == FD_NONE || !owner()) return real_fcntl(fd, cmd, arg);
     uint8_t kind = st & kKindMask;
     switch (cmd) {
     case F_DUPFD:
@@ -131,7 +136,7 @@ int policy_ioctl(int fd, unsigned long req, void *arg) {
 // close_range() without CLOSE_RANGE_CLOEXEC: closes [first, last] except the shim's private descriptors,
 // in as few calls as there are gaps, then forgets what was closed.
 int policy_close_range(unsigned first, unsigned last, int flags) {
-    if (!g.active.load(std::memory_order_acquire) || (flags & CLOSE_RANGE_CLOEXEC) || first > last)
+    if (!g.active.load(std::memory_order_acquire) || (flags & CLOSE_RANGE_CLOEXEC) || first > last || !owner())
         return real_close_range(first, last, flags);
     const unsigned size = unsigned(g.table.size);
     unsigned lo = first;
@@ -218,7 +223,7 @@ HR_EXPORT long syscall(long n, ...) {
 }
 
 HR_EXPORT void closefrom(int lowfd) {
-    if (!hr::g.active.load(std::memory_order_acquire)) return hr::real_closefrom(lowfd);
+    if (!hr::g.active.load(std::memory_order_acquire) || !hr::owner()) return hr::real_closefrom(lowfd);
     hr::ErrnoGuard keep;
     if (lowfd < 0) lowfd = 0;
     if (hr::policy_close_range(unsigned(lowfd), ~0U, 0) == 0) return;

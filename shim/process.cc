@@ -19,8 +19,11 @@ namespace hr {
 namespace {
 
 void leaving() {
-    if (!g.active.exchange(false)) return;
+    // A vfork()ed child calling _exit() (after a failed exec) must not touch its parent's state.
+    if (!g.active.load() || !owner()) return;
+    g.active.store(false);
     if (g.acct.release_all()) send_idle();
+    g.acct.free_slot();
 }
 
 } // namespace
@@ -87,13 +90,14 @@ bool prepare(char *const *envp, ExecEnv *out) {
     size_t n = 0;
     while (envp && envp[n]) ++n;
     const char *self = g.self_path[0] ? g.self_path : nullptr;
-    const size_t strbuf = 1024 + 4096 + 16;
+    constexpr size_t kVarLen = 4096; // HOTRESTART with 64 fds and 64 own entries fits with room to spare
+    const size_t strbuf = kVarLen + 4096 + 16;
     out->maplen = (n + 3) * sizeof(char *) + strbuf;
     void *mem = mmap(nullptr, out->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return false;
     char **env = static_cast<char **>(mem);
     char *hrvar = reinterpret_cast<char *>(env + n + 3);
-    char *preload = hrvar + 1024;
+    char *preload = hrvar + kVarLen;
     size_t k = 0;
     bool have_preload = false;
     for (size_t i = 0; i < n; ++i) {
@@ -119,9 +123,13 @@ bool prepare(char *const *envp, ExecEnv *out) {
         env[k++] = preload;
     }
     memcpy(hrvar, "HOTRESTART=", 11);
-    if (config_encode(c, hrvar + 11, 1024 - 11) < 0) {
-        munmap(mem, out->maplen);
-        return false;
+    if (config_encode(c, hrvar + 11, kVarLen - 11) < 0) {
+        // Cannot happen with kVarLen; should it, the new image runs without hot restart rather than
+        // with stale descriptor numbers.
+        hrvar[0] = '\0';
+        env[k] = nullptr;
+        out->envp = env;
+        return true;
     }
     env[k++] = hrvar;
     env[k] = nullptr;

@@ -69,6 +69,13 @@ bool Accounting::release_all() {
     return sub(n);
 }
 
+void Accounting::free_slot() {
+    int s = slot.exchange(-1, std::memory_order_acq_rel);
+    if (!shared || s < 0) return;
+    shared->slots[s].conns.store(0, std::memory_order_seq_cst);
+    shared->slots[s].pid.store(0, std::memory_order_seq_cst);
+}
+
 int32_t shared_live_conns(Shared *s, bool (*alive)(int32_t pid)) {
     int32_t total = 0;
     for (int i = 0; i < kSlots; ++i) {

@@ -66,6 +66,8 @@ struct Accounting {
     bool release();
     // The process is about to exit or exec: give back all its connections at once.
     bool release_all();
+    // The process is about to exit: its slot is free for another process (after release_all()).
+    void free_slot();
     void add(int32_t n);
     bool sub(int32_t n);
     bool draining() const { return shared && shared->draining.load(std::memory_order_seq_cst) != 0; }
