@@ -58,8 +58,10 @@ bool is_accepted_conn(int sock, const Registry &reg) {
                 (IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr) || memcmp(&a.sin6_addr, &b.sin6_addr, sizeof a.sin6_addr) == 0))
                 return true;
         } else if (k.family == AF_UNIX) {
-            // An accepted unix socket carries its listener's address.
-            if (socklen_t(k.len) == sl && memcmp(&k.addr, &ss, sl) == 0) return true;
+            // An accepted unix socket carries its listener's address (its length may count the NUL).
+            SockKey c;
+            if (key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, SOCK_STREAM, 0, &c) && key_match(c, k))
+                return true;
         }
     }
     return false;

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,7 +21,36 @@ void close_for_good(const Listener &l) {
     if (path[0] && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
 }
 
+// A socket a generation can adopt: a stream socket that listens, or a datagram socket not connected.
+bool usable(int fd) {
+    int type = 0, acc = 0;
+    socklen_t l = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0) return false;
+    if (type == SOCK_DGRAM) {
+        sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        return getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &pl) < 0 && errno == ENOTCONN;
+    }
+    l = sizeof acc;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) == 0 && acc == 1;
+}
+
 } // namespace
+
+std::vector<std::string> Registry::drop_unusable() {
+    std::vector<std::string> dropped;
+    std::vector<Listener> keep;
+    for (auto &e : items_) {
+        if (usable(e.fd)) {
+            keep.push_back(e);
+        } else {
+            close(e.fd); // not close_for_good: the path (if any) may belong to whoever uses it now
+            dropped.push_back(e.name);
+        }
+    }
+    items_.swap(keep);
+    return dropped;
+}
 
 Registry::~Registry() {
     for (auto &l : items_) close_for_good(l);
@@ -41,7 +71,7 @@ const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
         tl = sizeof v6only;
         ok = getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &tl) == 0;
     }
-    ok = ok && key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &l.key);
+    ok = ok && key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &l.key) && usable(fd);
     if (!ok) {
         close(fd);
         return nullptr;

@@ -31,6 +31,9 @@ public:
     const Listener *add(int fd, int gen, const Listener **dup_of);
     const Listener *find(uint64_t id) const;
     void mark_used(uint64_t id, int gen);
+    // Closes and forgets sockets that are no longer listening (stream) or became connected (datagram):
+    // handing them to a generation would make it refuse them all. Returns their names.
+    std::vector<std::string> drop_unusable();
     // Forgets that gen uses anything (it is gone).
     void drop_user(int gen);
     // Closes every socket no live generation uses; returns them (fd already closed).

@@ -27,7 +27,7 @@ SpawnResult spawn_generation(const SpawnRequest &req) {
     env.push_back("LD_PRELOAD=" + req.shim + (preload && *preload ? std::string(" ") + preload : ""));
     std::vector<char *> envp;
     for (auto &s : env) envp.push_back(const_cast<char *>(s.c_str()));
-    char hrvar[1024] = "HOTRESTART=";
+    char hrvar[4096] = "HOTRESTART=";
     envp.push_back(hrvar);
     envp.push_back(nullptr);
     std::vector<char *> argv;
@@ -60,6 +60,7 @@ SpawnResult spawn_generation(const SpawnRequest &req) {
         for (int fd : req.pass_fds) fcntl(fd, F_SETFD, 0);
         cfg.main_pid = getpid();
         config_encode(cfg, hrvar + 11, sizeof hrvar - 11);
+        sigaction(SIGPIPE, &req.sigpipe, nullptr);
         sigprocmask(SIG_SETMASK, &req.sigmask, nullptr);
         execvpe(argv[0], argv.data(), envp.data());
         int e = errno;

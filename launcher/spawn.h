@@ -17,6 +17,7 @@ struct SpawnRequest {
     Config cfg;                    // ctl/wake/shm/fds as the child will see them; main_pid filled in the child
     std::vector<int> pass_fds;     // exactly the descriptors the child inherits besides 0, 1, 2
     sigset_t sigmask;              // the launcher's original signal mask, restored in the child
+    struct sigaction sigpipe {};   // the launcher's original SIGPIPE disposition, restored in the child
 };
 
 struct SpawnResult {

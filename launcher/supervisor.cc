@@ -27,8 +27,13 @@ namespace {
 // How often draining and stopping generations are re-checked for what sends no event: a process that
 // died without closing its connections (its slot), a process of the group that was not our child.
 constexpr int kTickMs = 100;
-// How long after the drain began a shim count that the kernel contradicts is taken as stale.
-constexpr int64_t kStaleAfterMs = 500;
+// How long the kernel must keep saying "no connection" before a shim count that it contradicts is taken
+// as stale (closes the shim could not see).
+constexpr int64_t kStaleAfterMs = 2000;
+// At most this many control messages are handled per loop turn: a process that floods its control
+// socket cannot keep the launcher from its signals and deadlines.
+constexpr int kMaxMessagesPerTurn = 64;
+constexpr int64_t kReclaimMs = 5000;
 
 bool process_alive(int32_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
@@ -79,6 +84,11 @@ bool Supervisor::setup() {
         logf("fatal: unable to block signals: %s", strerror(errno));
         return false;
     }
+    // A dead reader of our stderr (hotrestart ... 2>&1 | logger) must not kill the launcher and, through
+    // PDEATHSIG, the serving generation. The child gets the original disposition back before exec.
+    struct sigaction ign{};
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &orig_sigpipe_);
     sigfd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sigfd_ < 0) {
         logf("fatal: unable to create a signalfd: %s", strerror(errno));
@@ -141,6 +151,7 @@ Gen *Supervisor::start_generation() {
     req.argv = opts_.argv;
     req.shim = shim_;
     req.sigmask = orig_mask_;
+    req.sigpipe = orig_sigpipe_;
     req.cfg.ctl = sv[1];
     req.cfg.wake = g->wake;
     req.cfg.shm = g->shmfd;
@@ -148,6 +159,7 @@ Gen *Supervisor::start_generation() {
     req.cfg.launcher_pid = getpid();
     req.cfg.verbose = opts_.verbose > 1 ? opts_.verbose - 1 : 0;
     req.pass_fds = {sv[1], g->wake, g->shmfd};
+    for (const auto &name : registry_.drop_unusable()) logf("warning: dropped %s: no longer a listening socket", name.c_str());
     for (const auto &l : registry_.all()) {
         if (req.cfg.nfds == kMaxInherited) {
             logf("warning: gen %d inherits only the first %d listening sockets", g->n, kMaxInherited);
@@ -194,10 +206,16 @@ bool Supervisor::idle(Gen &g) {
                      (!g.shm->slotless.load() && shared_live_conns(g.shm, process_alive) == 0);
     int kernel = kernel_live_conns(g.pid, registry_);
     if (shim_zero) return kernel <= 0; // -1: the kernel cannot tell us (processes of another user)
-    // The shim counts more than the kernel holds: closes it did not see. A count can also be a connection
-    // between its reservation and accept() returning, which the kernel shows only once accepted; such a
-    // reservation was made before the drain began, so once the drain is a moment old it has resolved.
-    return kernel == 0 && now_ms() - g.drain_started_ms >= kStaleAfterMs;
+    // The shim counts more than the kernel holds: closes it did not see. But a count can also be a
+    // connection between its reservation and accept() returning (in the queue, not yet held), or one in
+    // flight over SCM_RIGHTS: trust the kernel only when it has said zero on every check for a while.
+    if (kernel != 0) {
+        g.kernel_zero_since_ms = 0;
+        return false;
+    }
+    const int64_t now = now_ms();
+    if (g.kernel_zero_since_ms == 0) g.kernel_zero_since_ms = now;
+    return now - g.kernel_zero_since_ms >= kStaleAfterMs;
 }
 
 // Stop accepting: the flag first (the shim re-checks it around every accept), then the wake-up.
@@ -331,8 +349,8 @@ void Supervisor::check_ready(Gen &g) {
     fire(g, EV_READY);
 }
 
-void Supervisor::on_ctl(Gen &g) {
-    for (;;) {
+void Supervisor::on_ctl(Gen &g, bool hangup) {
+    for (int handled = 0; handled < kMaxMessagesPerTurn; ++handled) {
         Msg m;
         iovec iov{&m, sizeof m};
         alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
@@ -346,7 +364,9 @@ void Supervisor::on_ctl(Gen &g) {
             if (errno == EINTR) continue;
             return; // EAGAIN: all read
         }
-        if (n == 0) { // every process of the generation closed its end
+        if (n == 0) {
+            // A zero-length record, or the end: every process of the generation closed its end.
+            if (!hangup) continue;
             close(g.ctl);
             g.ctl = -1;
             return;
@@ -388,7 +408,7 @@ void Supervisor::on_ctl(Gen &g) {
             break;
         }
         case MSG_IDLE:
-            if (g.st == GS_DRAINING && idle(g)) fire(g, EV_IDLE);
+            g.idle_hint = true; // checked once per loop turn (each check may scan /proc)
             break;
         case MSG_ACCEPTING:
             g.accepting = true;
@@ -434,6 +454,12 @@ void Supervisor::check_empty() {
 void Supervisor::on_deadlines(int64_t now) {
     for (size_t i = 0; i < gens_.size(); ++i) {
         Gen &g = *gens_[i];
+        // Slots of processes that died without the shim freeing them (killed, or exec'd into a program
+        // without it): free them now and then, so a fork-per-request server never runs out.
+        if (g.shm && now >= g.next_reclaim_ms) {
+            g.next_reclaim_ms = now + kReclaimMs;
+            shared_live_conns(g.shm, process_alive);
+        }
         if (g.st == GS_DRAINING && now >= g.next_check_ms) {
             g.next_check_ms = now + kTickMs;
             if (idle(g)) fire(g, EV_IDLE);
@@ -594,7 +620,12 @@ int Supervisor::run() {
         }
         // Messages before signals: a generation's last IDLE or CLAIMED may precede its exit.
         for (size_t i = 1; n > 0 && i < pfds.size(); ++i)
-            if (pfds[i].revents) on_ctl(*owners[i - 1]);
+            if (pfds[i].revents) on_ctl(*owners[i - 1], (pfds[i].revents & POLLHUP) && !(pfds[i].revents & POLLIN));
+        for (auto &g : gens_) {
+            if (!g->idle_hint) continue;
+            g->idle_hint = false;
+            if (g->st == GS_DRAINING && idle(*g)) fire(*g, EV_IDLE);
+        }
         if (n > 0 && pfds[0].revents) {
             signalfd_siginfo si;
             while (read(sigfd_, &si, sizeof si) == sizeof si) on_signal(int(si.ssi_signo));

@@ -36,6 +36,9 @@ struct Gen {
     int64_t deadline_ms = 0; // of the current state (ready, drain, kill); 0: none
     int64_t drain_started_ms = 0;
     int64_t next_check_ms = 0;   // draining: when to re-check idle without an event
+    int64_t next_reclaim_ms = 0; // when to free slots of dead processes next
+    int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
+    bool idle_hint = false;      // MSG_IDLE received this loop turn
 };
 
 class Supervisor {
@@ -53,7 +56,7 @@ private:
     bool idle(Gen &g);
     void on_signal(int sig);
     void on_child_exits();
-    void on_ctl(Gen &g);
+    void on_ctl(Gen &g, bool hangup);
     void on_deadlines(int64_t now);
     void check_ready(Gen &g);
     void check_empty();
@@ -74,6 +77,7 @@ private:
     int gen_counter_ = 0;
     int sigfd_ = -1;
     sigset_t orig_mask_;
+    struct sigaction orig_sigpipe_ {};
     bool reload_pending_ = false;
     int shutdown_requests_ = 0;
     int status_gen_ = 0;     // whose exit status becomes the launcher's
