@@ -745,3 +745,87 @@ def test_self_reexec_keeps_hot_restart(launch, load):
 
     reload_loop(hr, ld, reloads=5, after=check)
     finish(hr, ld)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Regressions found in review: vfork children, unix connections in the kernel check
+
+
+VFORK_SERVER = r'''
+import os, signal, socket, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()  # plain blocking accept: EAGAIN here would crash the server
+    c.recv(4096)
+    # Python 3.11 runs this through vfork() and close_range() in the child: the child shares our
+    # memory, and must leave the shim's state (fd table, counters, epoll records) alone.
+    subprocess.run(["true"], check=True)
+    body = b"pid=%d\n" % os.getpid()
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    c.close()
+'''
+
+
+def test_vfork_children_leave_the_shim_state_alone(launch, load, tmp_path):
+    script = tmp_path / "vfork_server.py"
+    script.write_text(VFORK_SERVER)
+    port = free_port()
+    hr = launch([PYTHON, str(script), str(port)])
+    hr.wait_ready(1)
+    ld = load(port, threads=3)
+    ld.wait_requests(20)
+    reload_loop(hr, ld, reloads=5)
+    assert "exited with status" not in "\n".join(l for l in hr.log().splitlines() if "on its own" in l)
+    finish(hr, ld)
+
+
+UNIX_SLOW_SERVER = r'''
+import os, signal, socket, sys, time
+path = sys.argv[1]
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(16)
+signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+while True:
+    c, _ = s.accept()
+    if c.recv(16) == b"slow":
+        time.sleep(3)
+    c.sendall(b"pid=%d\n" % os.getpid())
+    c.close()
+'''
+
+
+def test_unix_connection_in_flight_holds_the_drain(launch, tmp_path):
+    """The kernel check must see accepted unix connections (their address carries the listener's path):
+    a slow request on the old generation completes, and the old generation waits for it."""
+    script = tmp_path / "unix_slow.py"
+    script.write_text(UNIX_SLOW_SERVER)
+    path = str(tmp_path / "slow.sock")
+    hr = launch([PYTHON, str(script), path], options=["--drain-timeout", "20"])
+    hr.wait_ready(1)
+    gen1 = hr.gen_pids[1]
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(15)
+    c.connect(path)
+    c.sendall(b"slow")
+    wait_until(lambda: any("socket:" in os.readlink("/proc/%d/fd/%s" % (gen1, f))
+                           for f in os.listdir("/proc/%d/fd" % gen1) if int(f) > 3), 5, "the slow request accepted")
+    t0 = time.monotonic()
+    hr.signal(signal.SIGHUP)
+    hr.wait_for(r"gen 2 ready in")
+    reply = c.recv(100)
+    t_reply = time.monotonic() - t0
+    c.close()
+    assert reply == b"pid=%d\n" % gen1, reply
+    hr.wait_for(r"gen 1 gone")
+    assert t_reply > 2.0, "the reply came after %.2f s: the old generation was cut short" % t_reply
+    assert "drain timeout" not in hr.log()
+    assert hr.stop() == 0

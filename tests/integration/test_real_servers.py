@@ -416,6 +416,32 @@ def test_redis(workdir, launch, load):
     stats.done(hr, RELOADS, ld, "PINGs %r" % ld.by_pid)
 
 
+def test_redis_accepts_after_bgsave(workdir, launch):
+    """redis' BGSAVE child closes its copies of the listeners; the parent shares its epoll set with that
+    child, so the shim must not take the listeners out of it on the child's behalf."""
+    need(REDIS, "redis-server")
+    port = free_port()
+    argv = [REDIS, "--port", str(port), "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", workdir]
+    hr = launch(argv, options=["--stop-signal", "TERM"], cwd=workdir)
+    hr.wait_ready(1)
+    wait_until(quietly(lambda: redis_ping(port) or True), 10, "redis to answer")
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"BGSAVE\r\n")
+            assert recv_until(s, lambda b: b.endswith(b"\r\n")).startswith(b"+Background saving started")
+
+        def saved():
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"INFO persistence\r\n")
+                return b"rdb_bgsave_in_progress:0" in recv_until(s, lambda b: b"rdb_last_bgsave_status" in b)
+        wait_until(quietly(saved), 10, "the background save to finish")
+        for _ in range(20):
+            redis_ping(port)  # new connections after the child exited: still accepted
+        hr.reload()
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
 # --------------------------------------------------------------------------------------------------------
 # Python http.server and Node.js: one process per generation, replies name it
 
