@@ -36,8 +36,11 @@ void policy_duplicated(int ofd, int nfd) {
 }
 
 int policy_close(int fd) {
-    if (!owner()) return real_close(fd); // a vfork()ed child: its descriptors are its own
     uint8_t st = fd_state(fd);
+    // A vfork()ed child shares our memory but its descriptors are its own: closing its copy of a shared
+    // or private socket must not change our state. For a connection (the hot path) the getpid() is
+    // skipped: such a close only releases the count early, which the launcher's kernel check covers.
+    if ((st & kKindMask) != FD_CONN && !owner()) return real_close(fd);
     if ((st & kKindMask) == FD_PRIVATE) return 0; // the program does not know it: pretend it is closed
     const bool shared = (st & kKindMask) == FD_LISTENER || (st & kKindMask) == FD_DGRAM;
     if (shared) {
