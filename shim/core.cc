@@ -164,14 +164,16 @@ Wait wait_readable(int fd, bool draining) {
         }
         const nfds_t local = n;
         if (!sliced) p[n++] = {g.local_wake.load(std::memory_order_acquire), POLLIN, 0};
-        // Wake at least once a second to close inherited sockets the launcher released meanwhile.
-        const int slice = sliced ? 100 : 1000;
+        // Wake at least once a second to close inherited sockets the launcher released meanwhile, and
+        // every kDrainSliceMs while draining (see wait_outcome()).
+        const int slice = sliced ? 100 : draining ? kDrainSliceMs : 1000;
         const int wait = (left < 0 || left > slice) ? slice : left;
         int r = real_poll(n ? p : nullptr, n, wait);
         if (r < 0) return errno == EINTR ? W_EINTR : W_READY;
         if (!still_open(fd, kind)) return W_GONE;
         if (r == 0) {
             if (left >= 0 && left <= slice) return W_TIMEOUT;
+            if (draining) return W_SLICE;
             if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
             continue;
         }
@@ -191,6 +193,7 @@ int wait_outcome(Wait w, int fd, bool draining_accept) {
     case W_EINTR:
         if (draining_accept) return ECONNABORTED;
         return interrupted_for_program() ? EINTR : 0;
+    case W_SLICE: return interrupted_for_program() ? EINTR : 0;
     }
     return 0;
 }

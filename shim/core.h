@@ -73,10 +73,13 @@ void move_private_away(int fd);
 // Blocking emulation on a shared socket (accept on a listener, recv on a datagram socket). Waits until fd
 // is readable, honouring SO_RCVTIMEO; once draining, waits as on an idle socket. W_GONE: this process
 // shut the socket down or closed it meanwhile (the caller reports EINVAL or EBADF).
-enum Wait { W_READY, W_TIMEOUT, W_EINTR, W_GONE };
+enum Wait { W_READY, W_TIMEOUT, W_EINTR, W_GONE, W_SLICE };
 Wait wait_readable(int fd, bool draining);
+// W_SLICE (draining only): kDrainSliceMs passed without anything happening.
 // What a waiting accept()/recv() does after wait_readable(): 0 to try again, or the errno to fail with.
-// A signal during a draining accept() gives ECONNABORTED (see accept.cc).
+// A signal during a draining accept() gives ECONNABORTED (see accept.cc). Every slice while draining
+// gives EINTR if the program has a handler without SA_RESTART: a signal whose handler ran between our
+// system calls (it only set a flag, as interpreters' handlers do) is then acted on.
 int wait_outcome(Wait w, int fd, bool draining_accept);
 
 // While draining, a poll/select/epoll wait with no (or a long) timeout returns 0 at least this often: a
