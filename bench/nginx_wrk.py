@@ -22,26 +22,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from harness import Launcher, free_port  # noqa: E402
+from harness import Launcher, dual_stack_port  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
 TEMPLATE = os.path.join(HERE, "..", "examples", "nginx", "nginx.conf")
 DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 VARIANTS = ["plain", "hotrestart"]
-
-
-def dual_stack_port():
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind(("::1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free on both 127.0.0.1 and ::1")
 
 
 def render(work, port):

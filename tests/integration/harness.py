@@ -32,6 +32,20 @@ def free_port(family=socket.AF_INET, host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def dual_stack_port():
+    """A port free right now on both 127.0.0.1 and ::1."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind(("::1", port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no port free on both 127.0.0.1 and ::1")
+
+
 def wait_until(predicate, timeout, what, interval=0.01):
     """Polls predicate with a deadline (for things that send no event, e.g. a process disappearing)."""
     deadline = time.monotonic() + timeout

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import PYSERVER, PYTHON, free_port, group_alive, group_members, http_get, pid_alive, reply_pid, wait_until
+from conftest import PYSERVER, PYTHON, dual_stack_port, free_port, group_alive, group_members, http_get, pid_alive, reply_pid, wait_until
 
 RELOADS = 10
 CLIENTS = 4
@@ -57,20 +57,6 @@ def node_binary():
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     pytest.skip("node is not installed (apt-get install nodejs)")
-
-
-def dual_stack_port():
-    """A port free right now on both 127.0.0.1 and ::1."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind(("::1", port))
-            return port
-        except OSError:
-            continue
-    raise AssertionError("no port free on both 127.0.0.1 and ::1")
 
 
 def tcp_udp_port():
