@@ -52,7 +52,7 @@ int config_encode(const Config &c, char *buf, size_t len);
 
 // Messages from the shim to the launcher: one fixed-size record per SEQPACKET datagram.
 enum MsgType : uint16_t {
-    MSG_HELLO = 1,    // the shim is active in pid; arg = 0 first load, 1 after a re-exec
+    MSG_HELLO = 1,    // the shim is active in pid (sent again by each image after a re-exec); arg unused, 0
     MSG_CLAIMED = 2,  // arg = index into fds: the program bound and listened on that inherited socket
     MSG_REGISTER = 3, // carries one fd (SCM_RIGHTS): a socket the program bound itself and now listens on
     MSG_IDLE = 4,     // the generation's live connection count fell to zero while draining
