@@ -29,9 +29,39 @@ GenEvent E(int i) { return static_cast<GenEvent>(i); }
 // ---------------------------------------------------------------- documented paths
 
 void test_starting(void **) {
-    expect(GS_STARTING, EV_READY, GS_SERVING, A_PROMOTE);
+    expect(GS_STARTING, EV_READY, GS_TRIAL, A_PROMOTE);
     expect(GS_STARTING, EV_READY_TIMEOUT, GS_DRAINING, A_ROLLBACK);
     expect(GS_STARTING, EV_EXITED, GS_DRAINING, A_ROLLBACK);
+    expect(GS_STARTING, EV_SUPERSEDE, GS_DRAINING, A_DRAIN);
+}
+
+// A generation on trial is rolled back by anything that shows it broken before its window ends.
+void test_trial(void **) {
+    expect(GS_TRIAL, EV_CONFIRMED, GS_SERVING, A_CONFIRM);
+    expect(GS_TRIAL, EV_EXITED, GS_DRAINING, A_ROLLBACK);
+    expect(GS_TRIAL, EV_CHECK_FAILED, GS_DRAINING, A_ROLLBACK);
+    expect(GS_TRIAL, EV_READY_TIMEOUT, GS_DRAINING, A_ROLLBACK);
+    expect(GS_TRIAL, EV_SUPERSEDE, GS_DRAINING, A_DRAIN);
+    expect(GS_TRIAL, EV_FORCE_STOP, GS_STOPPING, A_STOP);
+    expect(GS_TRIAL, EV_READY, GS_TRIAL, A_NONE);
+}
+
+// Standing by: paused, not drained; it either resumes or drains for good.
+void test_standby(void **) {
+    expect(GS_SERVING, EV_STANDBY, GS_STANDBY, A_PAUSE);
+    expect(GS_STANDBY, EV_RESUME, GS_SERVING, A_RESUME);
+    expect(GS_STANDBY, EV_RELEASE, GS_DRAINING, A_CONTINUE);
+    expect(GS_STANDBY, EV_SUPERSEDE, GS_DRAINING, A_CONTINUE);
+    expect(GS_STANDBY, EV_EXITED, GS_DRAINING, A_LOST);
+    expect(GS_STANDBY, EV_FORCE_STOP, GS_STOPPING, A_STOP);
+    // Idle while standing by does not stop it: the newer generation may still fail.
+    expect(GS_STANDBY, EV_IDLE, GS_STANDBY, A_NONE);
+    // Only a standing-by generation can resume or be released.
+    for (int s = 0; s < GS_COUNT; ++s) {
+        if (s == GS_STANDBY || s >= GS_DRAINING) continue;
+        assert_int_equal(gen_transition(S(s), EV_RESUME).action, A_INVALID);
+        assert_int_equal(gen_transition(S(s), EV_RELEASE).action, A_INVALID);
+    }
 }
 
 void test_serving(void **) {
@@ -128,12 +158,14 @@ void test_every_state_reaches_gone(void **) {
     }
 }
 
-// The lifecycle only moves forward: no valid transition returns to an earlier state.
+// The lifecycle only moves forward: no valid transition returns to an earlier state, except a
+// standing-by generation that resumes serving.
 void test_no_way_back(void **) {
     for (int s = 0; s < GS_COUNT; ++s)
         for (int e = 0; e < EV_COUNT; ++e) {
             Transition t = gen_transition(S(s), E(e));
             if (t.action == A_INVALID) continue;
+            if (s == GS_STANDBY && e == EV_RESUME) continue;
             if (t.next < S(s))
                 fail_msg("%s + %s goes back to %s", gen_state_name(S(s)), gen_event_name(E(e)), gen_state_name(t.next));
         }
@@ -142,7 +174,7 @@ void test_no_way_back(void **) {
 // ---------------------------------------------------------------- out of range
 
 void test_out_of_range(void **) {
-    const int bad_states[] = {GS_COUNT, GS_COUNT + 1, 7, -1};
+    const int bad_states[] = {GS_COUNT, GS_COUNT + 1, 99, -1};
     const int bad_events[] = {EV_COUNT, EV_COUNT + 1, -1};
     for (int s : bad_states)
         for (int e = 0; e < EV_COUNT; ++e) assert_int_equal(gen_transition(S(s), E(e)).action, A_INVALID);
@@ -184,6 +216,8 @@ void test_names(void **) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_starting),
+        cmocka_unit_test(test_trial),
+        cmocka_unit_test(test_standby),
         cmocka_unit_test(test_serving),
         cmocka_unit_test(test_draining),
         cmocka_unit_test(test_stopping_killing),
