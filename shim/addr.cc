@@ -82,7 +82,7 @@ bool key_match(const SockKey &a, const SockKey &b) {
 
 const char *key_format(const SockKey &k, char *buf, size_t buflen) {
     if (buflen == 0) return buf;
-    const char *proto = k.type == SOCK_DGRAM ? "udp " : "";
+    const char *proto = k.type == SOCK_DGRAM ? "udp:" : "";
     char host[INET6_ADDRSTRLEN] = "?";
     switch (k.family) {
     case AF_INET: {

@@ -26,7 +26,7 @@ bool key_from_sockaddr(const sockaddr *sa, socklen_t len, int type, int v6only, 
 // address+port, IPv6 address+port+scope id, unix path or abstract name). Flow info and sin_zero are ignored.
 bool key_match(const SockKey &a, const SockKey &b);
 
-// "127.0.0.1:80", "[::1]:80", "unix:/run/x.sock", "unix:@name", "udp 127.0.0.1:53" (type prefix for
+// "127.0.0.1:80", "[::1]:80", "unix:/run/x.sock", "unix:@name", "udp:127.0.0.1:53" (type prefix for
 // datagram sockets). Always NUL-terminates when buflen > 0; returns buf.
 const char *key_format(const SockKey &k, char *buf, size_t buflen);
 

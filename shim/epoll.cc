@@ -5,6 +5,8 @@
 // the listeners out of its set (EPOLL_CTL_DEL) and drops events already fetched for them. The program's own
 // later EPOLL_CTL_DEL/MOD of those registrations succeed as if nothing happened. Closing or dup2-ing over a
 // listener also removes its registrations first, so they cannot outlive the program's descriptor.
+// A drain can be called off (the launcher's rollback window: the newer generation failed): the next
+// epoll_wait() on a set whose registrations the shim took out puts them back as the program made them.
 #include "core.h"
 #include "libc.h"
 
@@ -27,6 +29,9 @@ constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDNORM | EPOLLRDBAND | EPOLLPRI;
 constexpr uint32_t kWriteEvents = EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
 constexpr int kMaxRegs = 256;
 EpReg regs[kMaxRegs];
+// Registrations of this process currently taken out by the shim: while zero, a wait outside a drain
+// costs one relaxed load more.
+std::atomic<int> detached{0};
 
 inline bool shared_kind(int fd) {
     uint8_t k = g.table.kind(fd);
@@ -58,10 +63,11 @@ void remember(int epfd, int fd, uint64_t data, uint32_t events) {
     }
     r->data.store(data);
     r->events.store(events);
-    r->removed.store(0);
+    if (r->removed.exchange(0)) detached.fetch_sub(1);
 }
 
 void forget(EpReg *r) {
+    if (r->removed.exchange(0)) detached.fetch_sub(1);
     r->fd.store(-1);
     r->epfd.store(-1, std::memory_order_release);
 }
@@ -73,6 +79,7 @@ void detach(int epfd) {
         if (r.epfd.load(std::memory_order_acquire) != epfd || r.removed.load()) continue;
         int expected = 0;
         if (!r.removed.compare_exchange_strong(expected, 1)) continue;
+        detached.fetch_add(1);
         epoll_event ev{};
         uint32_t events = r.events.load();
         if (events & kWriteEvents) {
@@ -82,6 +89,24 @@ void detach(int epfd) {
         } else {
             real_epoll_ctl(epfd, EPOLL_CTL_DEL, r.fd.load(), &ev);
         }
+    }
+}
+
+// The drain was called off: puts back what detach() took out of epoll set epfd.
+void reattach(int epfd) {
+    for (auto &r : regs) {
+        if (r.epfd.load(std::memory_order_acquire) != epfd) continue;
+        int expected = 1;
+        if (!r.removed.compare_exchange_strong(expected, 0)) continue;
+        detached.fetch_sub(1);
+        epoll_event ev{};
+        uint32_t events = r.events.load();
+        ev.events = events;
+        ev.data.u64 = r.data.load();
+        // What detach() modified is still in the set; what it deleted must be added again (the program may
+        // have changed the registration meanwhile, so ask the kernel rather than guess).
+        if (real_epoll_ctl(epfd, EPOLL_CTL_MOD, r.fd.load(), &ev) < 0 && errno == ENOENT)
+            real_epoll_ctl(epfd, EPOLL_CTL_ADD, r.fd.load(), &ev);
     }
 }
 
@@ -122,6 +147,9 @@ int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
         if (was_draining) {
             ErrnoGuard keep;
             detach(epfd);
+        } else if (detached.load(std::memory_order_relaxed)) {
+            ErrnoGuard keep;
+            reattach(epfd);
         }
         int r = call(was_draining ? drain_slice(left) : left);
         if (r <= 0 || (!was_draining && !g.acct.draining())) return r;

@@ -266,7 +266,7 @@ void test_format(void **) {
     sockaddr_in6 c = v6("::", 80);
     assert_string_equal(hr::key_format(must_key(c, sizeof c, SOCK_STREAM, 1), buf, sizeof buf), "[::]:80 (v6only)");
     sockaddr_in d = v4("127.0.0.1", 53);
-    assert_string_equal(hr::key_format(must_key(d, sizeof d, SOCK_DGRAM), buf, sizeof buf), "udp 127.0.0.1:53");
+    assert_string_equal(hr::key_format(must_key(d, sizeof d, SOCK_DGRAM), buf, sizeof buf), "udp:127.0.0.1:53");
     sockaddr_un e = un("/run/x.sock", 11);
     assert_string_equal(hr::key_format(must_key(e, sizeof e), buf, sizeof buf), "unix:/run/x.sock");
     sockaddr_un f = un("\0name", 5);
