@@ -3,20 +3,23 @@
 
 Starts build/testserver (several threads blocked in accept()) under build/hotrestart through a wrapper
 script, the way deploys usually look, drives it with client threads that open a new connection per
-request, and deploys ten new versions with SIGHUP while the load runs. Each reply names the process and
-version that served it. Prints one line per reload and a summary; exits 1 if any request failed.
+request, and deploys ten new versions while the load runs, each with `hotrestart reload --json`, as a
+deploy script would: it waits for the outcome and reads it. Each reply names the process and version
+that served it. Prints one line per reload and a summary; exits 1 if any request or reload failed.
 """
+import json
 import os
-import signal
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from harness import TESTSERVER, Launcher, Load, free_port, http_get, reply_pid  # noqa: E402
+from harness import LAUNCHER, TESTSERVER, Launcher, Load, free_port, http_get, reply_pid  # noqa: E402
 
 RELOADS = 10
 CLIENTS = 8
+WINDOW = "0.5"  # rollback window: the old version stands by this long after each switch
 
 
 def main():
@@ -24,14 +27,15 @@ def main():
     work = tempfile.mkdtemp(prefix="hotrestart-demo-")
     version = os.path.join(work, "version")
     run = os.path.join(work, "run.sh")
+    control = os.path.join(work, "control.sock")
     with open(version, "w") as f:
         f.write("v1\n")
     with open(run, "w") as f:
         f.write('#!/bin/sh\n# the "deployed" server: a new version is just a new tag here\n'
                 'exec %s --model threads --workers 8 --port %d --tag "$(cat %s)"\n' % (TESTSERVER, port, version))
     os.chmod(run, 0o755)
-    print("demo: hotrestart -- %s   (127.0.0.1:%d)" % (run, port))
-    hr = Launcher([run])
+    print("demo: hotrestart --control %s --rollback-window %s -- %s   (127.0.0.1:%d)" % (control, WINDOW, run, port))
+    hr = Launcher([run], options=["--control", control, "--rollback-window", WINDOW])
     tags = {}
 
     def request():
@@ -44,35 +48,40 @@ def main():
         hr.wait_ready(1)
         ld = Load(port, threads=CLIENTS, request=request)
         ld.wait_requests(200)
-        durations = []
+        ready, bad = [], 0
         for i in range(2, RELOADS + 2):
             with open(version, "w") as f:
                 f.write("v%d\n" % i)
-            since = hr.mark()
             t0 = time.monotonic()
-            os.kill(hr.pid, signal.SIGHUP)
-            m = hr.wait_for(r"gen (\d+) ready in (\d+) ms", since=since)
-            gen, ready_ms = int(m.group(1)), int(m.group(2))
-            hr.wait_for(r"reload complete: gen %d serving" % gen, since=since)
-            total_ms = (time.monotonic() - t0) * 1000
-            durations.append(total_ms)
-            ld.wait_served_by(lambda p: p == hr.gen_pids[gen], count=200)
+            out = subprocess.run([LAUNCHER, "reload", "--control", control, "--json", "--timeout", "30"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            took = (time.monotonic() - t0) * 1000
+            try:
+                rep = json.loads(out.stdout)
+            except ValueError:
+                rep = {"outcome": "?", "text": out.stdout.decode(errors="replace").strip()}
+            if out.returncode != 0 or rep.get("outcome") != "ok":
+                bad += 1
+                print("reload %2d: exit %d: %s" % (i - 1, out.returncode, rep.get("text")))
+                continue
+            gen = rep["generation"]
+            ready.append(rep["ready_ms"])
+            ld.wait_served_by(lambda p: p == rep["pid"], count=200)
             with ld.lock:
                 ok, failed = ld.ok, len(ld.failures)
-            print("reload %2d: gen %2d (%s) ready in %3d ms, old generation gone after %5.1f ms; "
-                  "%6d requests so far, %d failed" % (i - 1, gen, tags.get(hr.gen_pids[gen], "?"), ready_ms,
-                                                      total_ms, ok, failed))
+            print("reload %2d: exit 0 after %4.0f ms: gen %2d (%s) ready in %3d ms; %6d requests so far, %d failed"
+                  % (i - 1, took, gen, tags.get(rep["pid"], "?"), rep["ready_ms"], ok, failed))
         ld.stop()
         status = hr.stop()
         gens = {g for g, p in hr.gen_pids.items() if p in ld.by_pid}
-        durations.sort()
-        print("demo: %d reloads, %d requests from %d clients, %d failed, served by %d generations; "
-              "reload took %.1f ms median, %.1f ms max; launcher exit status %d"
-              % (RELOADS, ld.ok, CLIENTS, len(ld.failures), len(gens), durations[len(durations) // 2],
-                 durations[-1], status))
+        ready.sort()
+        print("demo: %d reloads (%d failed), %d requests from %d clients, %d failed, served by %d generations; "
+              "new generation ready in %d ms median, %d ms max; launcher exit status %d"
+              % (RELOADS, bad, ld.ok, CLIENTS, len(ld.failures), len(gens), ready[len(ready) // 2] if ready else -1,
+                 ready[-1] if ready else -1, status))
         for f in ld.failures[:5]:
             print("demo: failure:", f)
-        return 0 if not ld.failures and status == 0 else 1
+        return 0 if not ld.failures and not bad and status == 0 else 1
     finally:
         hr.cleanup()
 

@@ -18,6 +18,10 @@
  *
  * GET /slow?ms=N delays the reply by N milliseconds (N <= 60000).
  *
+ * --notify-after MS sends READY=1 to $NOTIFY_SOCKET (sd_notify) MS milliseconds after listening, from a
+ * thread, while the server already accepts. The word "exitafter=MS" in the --mode-file makes an iterative
+ * server exit with status 1 MS milliseconds after listening, between two requests.
+ *
  * Build:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread \
  *       -o build/testserver examples/testserver.c
@@ -40,8 +44,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,11 +58,13 @@
 #define MAX_WORKERS 1024
 
 enum model { M_ITERATIVE, M_THREADS, M_PREFORK, M_EPOLL, M_ACCEPT4 };
-enum mode { MODE_SERVE, MODE_EXIT1, MODE_NOBIND, MODE_IGNORETERM, MODE_CRASH };
+enum mode { MODE_SERVE, MODE_EXIT1, MODE_NOBIND, MODE_IGNORETERM, MODE_CRASH, MODE_EXITAFTER };
 
 static const char *g_tag = "v1";
 static int g_crash;        /* abort() after the first served request */
 static int g_ignoreterm;   /* SIGTERM (and SIGINT) ignored */
+static long g_exit_after_ms;             /* exitafter=MS mode */
+static volatile sig_atomic_t g_exit_now; /* set by SIGALRM in exitafter mode */
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
@@ -232,6 +241,14 @@ static void wait_fd(int fd, short events)
     (void)poll(&p, 1, -1);
 }
 
+static void exit_if_due(void)
+{
+    if (g_exit_now) {
+        fprintf(stderr, "testserver: exitafter: exiting with status 1 pid=%ld\n", (long)getpid());
+        exit(1);
+    }
+}
+
 /* Writes all of buf; returns 0 on success, -1 on error (peer gone). */
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -306,6 +323,8 @@ static int accept_blocking(int lfd, int use_accept4)
                              : accept(lfd, NULL, NULL);
         if (fd >= 0)
             return fd;
+        if (errno == EINTR || errno == ECONNABORTED)
+            exit_if_due();
         switch (errno) {
         case EINTR:
         case ECONNABORTED:
@@ -344,6 +363,7 @@ static void serve_blocking_loop(int lfd, int use_accept4)
         int fd = accept_blocking(lfd, use_accept4);
         if (handle_blocking(fd) && g_crash)
             abort();
+        exit_if_due();
     }
 }
 
@@ -717,7 +737,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: testserver --port P [--host ADDR] [--backlog N]\n"
         "                  [--model iterative|threads|prefork|epoll|accept4]\n"
-        "                  [--workers N] [--tag STR] [--mode-file PATH]\n");
+        "                  [--workers N] [--tag STR] [--mode-file PATH]\n"
+        "                  [--notify-after MS]\n");
 }
 
 static enum mode read_mode_file(const char *path)
@@ -740,6 +761,10 @@ static enum mode read_mode_file(const char *path)
         return MODE_IGNORETERM;
     if (strcmp(word, "crash") == 0)
         return MODE_CRASH;
+    if (strncmp(word, "exitafter=", 10) == 0) {
+        g_exit_after_ms = atol(word + 10);
+        return MODE_EXITAFTER;
+    }
     fprintf(stderr, "testserver: unknown mode '%s' in %s, serving normally\n",
             word, path);
     return MODE_SERVE;
@@ -814,6 +839,43 @@ static int make_listener(const char *host, const char *port, int backlog,
     return fd;
 }
 
+static void on_alarm(int sig)
+{
+    (void)sig;
+    g_exit_now = 1;
+}
+
+static long g_notify_after_ms = -1;
+
+/* sd_notify's READY=1, by hand: a datagram to $NOTIFY_SOCKET ("@name" is abstract). */
+static void *notify_thread(void *arg)
+{
+    (void)arg;
+    sleep_ms(g_notify_after_ms);
+    const char *where = getenv("NOTIFY_SOCKET");
+    if (!where || !*where)
+        return NULL;
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    size_t n = strlen(where);
+    if (n >= sizeof a.sun_path)
+        return NULL;
+    memcpy(a.sun_path, where, n);
+    if (a.sun_path[0] == '@')
+        a.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    static const char msg[] = "READY=1\nSTATUS=serving";
+    if (fd >= 0 && sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&a,
+                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) >= 0)
+        fprintf(stderr, "testserver: sent READY=1 pid=%ld\n", (long)getpid());
+    else
+        fprintf(stderr, "testserver: READY=1 not sent: %s\n", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1";
@@ -868,6 +930,8 @@ int main(int argc, char **argv)
             workers = parse_long("--workers", val, 1, MAX_WORKERS);
         else if (strcmp(name, "--tag") == 0)
             g_tag = val;
+        else if (strcmp(name, "--notify-after") == 0)
+            g_notify_after_ms = parse_long("--notify-after", val, 0, 600000);
         else if (strcmp(name, "--mode-file") == 0)
             mode_file = val;
         else {
@@ -920,6 +984,7 @@ int main(int argc, char **argv)
     case MODE_CRASH:
         g_crash = 1;
         break;
+    case MODE_EXITAFTER:
     case MODE_SERVE:
         break;
     }
@@ -935,6 +1000,21 @@ int main(int argc, char **argv)
                             &bound_port);
     fprintf(stderr, "testserver: model=%s listening on %s:%d pid=%ld tag=%s\n",
             model_name, host, bound_port, (long)getpid(), g_tag);
+    if (mode == MODE_EXITAFTER) {
+        set_handler(SIGALRM, on_alarm);
+        struct itimerval it;
+        memset(&it, 0, sizeof it);
+        it.it_value.tv_sec = g_exit_after_ms / 1000;
+        it.it_value.tv_usec = (g_exit_after_ms % 1000) * 1000;
+        if (it.it_value.tv_sec == 0 && it.it_value.tv_usec == 0)
+            it.it_value.tv_usec = 1;
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+    if (g_notify_after_ms >= 0) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, notify_thread, NULL) == 0)
+            pthread_detach(t);
+    }
 
     switch (model) {
     case M_ITERATIVE:

@@ -1,4 +1,6 @@
 // hotrestart [OPTIONS] -- PROGRAM [ARGS...]
+// hotrestart reload|status|stop [--control PATH] ...
+#include "client.h"
 #include "log.h"
 #include "options.h"
 #include "supervisor.h"
@@ -7,6 +9,8 @@
 #include <string>
 
 int main(int argc, char **argv) {
+    int status = 0;
+    if (hr::run_client(argc, argv, &status)) return status;
     hr::Options opts;
     std::string msg;
     switch (hr::parse_options(argc, argv, &opts, &msg)) {

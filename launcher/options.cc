@@ -20,13 +20,23 @@ namespace {
 
 const char kHelp[] =
     "usage: hotrestart [OPTIONS] -- PROGRAM [ARGS...]\n"
+    "       hotrestart reload [--control PATH] [--json] [--timeout SEC]\n"
+    "       hotrestart status [--control PATH] [--json]\n"
+    "       hotrestart stop   [--control PATH] [--timeout SEC]\n"
     "\n"
-    "Runs PROGRAM with the hotrestart shim preloaded. SIGHUP starts a new generation that takes over\n"
-    "the listening sockets, waits until it is ready, drains and stops the old one (or rolls back).\n"
-    "SIGTERM/SIGINT stop gracefully; SIGUSR1/SIGUSR2 are forwarded to the serving generation.\n"
+    "Runs PROGRAM with the hotrestart shim preloaded. SIGHUP (or `hotrestart reload`) starts a new\n"
+    "generation that takes over the listening sockets, waits until it is ready, drains and stops the old\n"
+    "one (or rolls back). SIGTERM/SIGINT stop gracefully; SIGUSR1/SIGUSR2 are forwarded to the serving\n"
+    "generation. The subcommands talk to a launcher started with --control (or HOTRESTART_CONTROL).\n"
     "\n"
     "options:\n"
+    "  --control PATH         serve reload/status/stop on a unix socket at PATH (mode 0600)\n"
     "  --pid-file PATH        write the launcher's pid to PATH (atomically), removed at exit\n"
+    "  --ready MODE           listen (default): it took over its sockets and accepts; notify: it sent\n"
+    "                         READY=1 to $NOTIFY_SOCKET; SEC: listen, then still alive SEC seconds later\n"
+    "  --ready-check CMD      run CMD (/bin/sh -c) once a new generation is ready; non-zero rolls back\n"
+    "  --rollback-window SEC  the old generation stands by SEC after the new one takes over, and serves\n"
+    "                         again if the new one fails meanwhile (default 2; 0: none)\n"
     "  --ready-timeout SEC    a new generation must be ready within SEC (default 30)\n"
     "  --drain-timeout SEC    wait at most SEC for the old generation's connections (default 30)\n"
     "  --stop-signal SIG      signal that stops a generation, name or number (default TERM)\n"
@@ -37,23 +47,26 @@ const char kHelp[] =
     "      --version          print the version\n"
     "\n"
     "exit status: the program's own; 128+N if it died of signal N; 126 if it cannot be executed;\n"
-    "127 if it is not found; 125 for the launcher's own errors.";
+    "127 if it is not found; 125 for the launcher's own errors; 1 if the first generation failed its\n"
+    "--ready-check. reload: 0 served by the new generation, 1 rolled back, 124 --timeout passed.";
 
 const struct { const char *name; int sig; } kSignals[] = {
     {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},   {"USR1", SIGUSR1},
     {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"ABRT", SIGABRT}, {"ALRM", SIGALRM},
 };
 
-bool parse_seconds(const std::string &s, double *out) {
+bool parse_seconds_from(const std::string &s, double min_exclusive, double *out) {
     if (s.empty()) return false;
     char *end = nullptr;
     double v = strtod(s.c_str(), &end);
-    if (*end != '\0' || !(v > 0) || v > 86400 * 7) return false;
+    if (*end != '\0' || !(v > min_exclusive) || v > 86400 * 7) return false;
     *out = v;
     return true;
 }
 
 } // namespace
+
+bool parse_seconds(const std::string &s, double *out) { return parse_seconds_from(s, 0, out); }
 
 int parse_signal(const std::string &s) {
     if (s.empty()) return -1;
@@ -110,7 +123,8 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             continue;
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",
-                                                 "--stop-signal", "--kill-timeout", "--shim"};
+                                                 "--stop-signal", "--kill-timeout", "--shim", "--control",
+                                                 "--ready", "--ready-check", "--rollback-window"};
         bool known = false;
         for (const char *w : with_value) known = known || name == w;
         if (!known) {
@@ -124,12 +138,29 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             }
             value = argv[++i];
         }
-        if (name == "--pid-file" || name == "--shim") {
+        if (name == "--pid-file" || name == "--shim" || name == "--control" || name == "--ready-check") {
             if (value.empty()) {
-                *msg = "option " + name + " needs a non-empty path";
+                *msg = "option " + name + (name == "--ready-check" ? " needs a command" : " needs a non-empty path");
                 return PARSE_ERROR;
             }
-            (name == "--shim" ? o->shim : o->pid_file) = value;
+            (name == "--shim" ? o->shim : name == "--control" ? o->control
+                                        : name == "--ready-check" ? o->ready_check : o->pid_file) = value;
+        } else if (name == "--ready") {
+            if (value == "listen") {
+                o->ready = READY_LISTEN;
+            } else if (value == "notify") {
+                o->ready = READY_NOTIFY;
+            } else if (parse_seconds(value, &o->ready_delay)) {
+                o->ready = READY_DELAY;
+            } else {
+                *msg = "invalid --ready '" + value + "': expected listen, notify or a number of seconds > 0";
+                return PARSE_ERROR;
+            }
+        } else if (name == "--rollback-window") {
+            if (!parse_seconds_from(value, -1e-9, &o->rollback_window)) {
+                *msg = "invalid --rollback-window '" + value + "': expected a number of seconds >= 0";
+                return PARSE_ERROR;
+            }
         } else if (name == "--stop-signal") {
             int sig = parse_signal(value);
             if (sig < 0 || sig == SIGKILL || sig == SIGSTOP) {

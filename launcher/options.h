@@ -11,8 +11,23 @@ constexpr int kExitLauncherError = 125; // bad options, missing shim, internal f
 constexpr int kExitNotExecutable = 126; // PROGRAM found but could not be executed
 constexpr int kExitNotFound = 127;      // PROGRAM not found
 
+// --ready: when a new generation counts as ready.
+enum ReadyMode {
+    READY_LISTEN, // it took over (or opened) its sockets and accepts
+    READY_NOTIFY, // it sent READY=1 on the NOTIFY_SOCKET the launcher gave it (sd_notify)
+    READY_DELAY,  // READY_LISTEN, then still alive ready_delay seconds later
+};
+
 struct Options {
     std::string pid_file;
+    std::string control;  // --control PATH: the control socket; empty: none
+    ReadyMode ready = READY_LISTEN;
+    double ready_delay = 0;
+    std::string ready_check; // --ready-check CMD; empty: none
+    // After a new generation takes over, the old one stands by (not accepting, not stopped) this long and
+    // resumes if the new one fails meanwhile. 2 s catches a program that dies right after it starts to
+    // serve (a lazy start-up error) and costs nothing but a later report and a paused old process.
+    double rollback_window = 2;
     double ready_timeout = 30;
     double drain_timeout = 30;
     double kill_timeout = 10;
@@ -26,6 +41,9 @@ enum ParseResult { PARSE_RUN, PARSE_EXIT_OK, PARSE_ERROR };
 
 // Fills opts, or writes one line (without newline) into msg: the usage error, or the help/version text.
 ParseResult parse_options(int argc, char **argv, Options *opts, std::string *msg);
+
+// "1.5" -> 1.5: a number of seconds > 0 (at most a week). False if it is not one.
+bool parse_seconds(const std::string &s, double *out);
 
 // "TERM", "SIGTERM", "term", "15" -> 15; -1 if unknown.
 int parse_signal(const std::string &s);

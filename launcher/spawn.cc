@@ -10,33 +10,33 @@
 extern char **environ;
 
 namespace hr {
+namespace {
 
-SpawnResult spawn_generation(const SpawnRequest &req) {
-    SpawnResult res;
-    // Everything the child needs is built before fork(): after it, only async-signal-safe calls.
-    std::vector<std::string> env;
-    const char *preload = nullptr;
-    for (char **e = environ; *e; ++e) {
-        if (strncmp(*e, "HOTRESTART=", 11) == 0) continue;
-        if (strncmp(*e, "LD_PRELOAD=", 11) == 0) {
-            preload = *e + 11;
-            continue;
-        }
-        env.push_back(*e);
+// Variables of the launcher that never reach a child as they are: the shim's own (set per generation), and
+// the launcher's systemd hand-over (NOTIFY_SOCKET and socket activation are the launcher's, not the program's).
+bool launcher_only(const char *e) {
+    static const char *const names[] = {"HOTRESTART=", "NOTIFY_SOCKET=", "LISTEN_PID=", "LISTEN_FDS=",
+                                        "LISTEN_FDNAMES="};
+    for (const char *n : names)
+        if (strncmp(e, n, strlen(n)) == 0) return true;
+    return false;
+}
+
+bool overridden(const char *e, const std::vector<std::string> &env) {
+    for (const auto &v : env) {
+        size_t eq = v.find('=');
+        if (strncmp(e, v.c_str(), eq + 1) == 0) return true;
     }
-    env.push_back("LD_PRELOAD=" + req.shim + (preload && *preload ? std::string(" ") + preload : ""));
-    std::vector<char *> envp;
-    for (auto &s : env) envp.push_back(const_cast<char *>(s.c_str()));
-    char hrvar[4096] = "HOTRESTART=";
-    envp.push_back(hrvar);
-    envp.push_back(nullptr);
-    std::vector<char *> argv;
-    for (auto &s : req.argv) argv.push_back(const_cast<char *>(s.c_str()));
-    argv.push_back(nullptr);
-    Config cfg = req.cfg;
-    const pid_t launcher = getpid();
+    return false;
+}
 
-    // exec errors travel back on a close-on-exec pipe: EOF means the exec succeeded.
+// The part every child shares: fork, own process group, PDEATHSIG, exactly pass_fds inherited, original
+// signal state, exec. `hrvar`, if set, is filled with the HOTRESTART encoding of cfg in the child (its
+// main_pid is known only there). exec errors travel back on a close-on-exec pipe: EOF means it ran.
+SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *envp, char *hrvar, size_t hrlen,
+                      Config cfg) {
+    SpawnResult res;
+    const pid_t launcher = getpid();
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) < 0) {
         res.error = errno;
@@ -52,24 +52,27 @@ SpawnResult spawn_generation(const SpawnRequest &req) {
         return res;
     }
     if (pid == 0) {
-        // Child. Its own process group, so the whole generation can be signalled and waited for.
+        // Child: only async-signal-safe calls from here. Its own process group, so that all it starts can
+        // be signalled and waited for.
         setpgid(0, 0);
-        // If the launcher dies, the generation's main process is told (systemd/containers kill the rest).
+        // If the launcher dies, the child is told (systemd/containers kill the rest).
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != launcher) _exit(kExitLauncherError);
         for (int fd : req.pass_fds) fcntl(fd, F_SETFD, 0);
-        cfg.main_pid = getpid();
-        config_encode(cfg, hrvar + 11, sizeof hrvar - 11);
+        if (hrvar) {
+            cfg.main_pid = getpid();
+            config_encode(cfg, hrvar, hrlen);
+        }
         sigaction(SIGPIPE, &req.sigpipe, nullptr);
         sigprocmask(SIG_SETMASK, &req.sigmask, nullptr);
-        execvpe(argv[0], argv.data(), envp.data());
+        execvpe(argv[0], argv, envp);
         int e = errno;
         ssize_t w = write(errpipe[1], &e, sizeof e);
         (void)w;
         _exit(e == ENOENT ? 127 : 126);
     }
-    // Parent: make the group ours before anything can signal it (the child does the same; whichever
-    // runs first wins, both are harmless).
+    // Parent: make the group ours before anything can signal it (the child does the same; whichever runs
+    // first wins, both are harmless).
     setpgid(pid, pid);
     close(errpipe[1]);
     int e = 0;
@@ -84,6 +87,53 @@ SpawnResult spawn_generation(const SpawnRequest &req) {
         res.what = "execute";
     }
     return res;
+}
+
+// The launcher's environment less what is the launcher's only, with req.env added; built before fork().
+std::vector<std::string> child_env(const SpawnRequest &req, std::string *preload) {
+    std::vector<std::string> env;
+    for (char **e = environ; *e; ++e) {
+        if (launcher_only(*e) || overridden(*e, req.env)) continue;
+        if (preload && strncmp(*e, "LD_PRELOAD=", 11) == 0) {
+            *preload = *e + 11;
+            continue;
+        }
+        env.push_back(*e);
+    }
+    for (const auto &v : req.env) env.push_back(v);
+    return env;
+}
+
+std::vector<char *> pointers(std::vector<std::string> &v) {
+    std::vector<char *> out;
+    for (auto &s : v) out.push_back(const_cast<char *>(s.c_str()));
+    return out;
+}
+
+} // namespace
+
+SpawnResult spawn_generation(const SpawnRequest &req) {
+    std::string preload;
+    std::vector<std::string> env = child_env(req, &preload);
+    env.push_back("LD_PRELOAD=" + req.shim + (preload.empty() ? "" : " " + preload));
+    std::vector<char *> envp = pointers(env);
+    char hrvar[4096] = "HOTRESTART=";
+    envp.push_back(hrvar);
+    envp.push_back(nullptr);
+    std::vector<std::string> args = req.argv;
+    std::vector<char *> argv = pointers(args);
+    argv.push_back(nullptr);
+    return fork_exec(req, argv.data(), envp.data(), hrvar + 11, sizeof hrvar - 11, req.cfg);
+}
+
+SpawnResult spawn_command(const std::string &command, const SpawnRequest &req) {
+    std::vector<std::string> env = child_env(req, nullptr);
+    std::vector<char *> envp = pointers(env);
+    envp.push_back(nullptr);
+    std::vector<std::string> args = {"/bin/sh", "-c", command};
+    std::vector<char *> argv = pointers(args);
+    argv.push_back(nullptr);
+    return fork_exec(req, argv.data(), envp.data(), nullptr, 0, Config());
 }
 
 } // namespace hr

@@ -1,4 +1,5 @@
-// fork/exec of one generation: the only place where descriptors cross into a child.
+// fork/exec of a generation or of a --ready-check command: the only place where descriptors cross into a
+// child. Everything of the launcher is close-on-exec; a child gets exactly pass_fds besides 0, 1 and 2.
 #pragma once
 
 #include "options.h"
@@ -16,6 +17,7 @@ struct SpawnRequest {
     std::string shim;              // absolute path of libhotrestart.so
     Config cfg;                    // ctl/wake/shm/fds as the child will see them; main_pid filled in the child
     std::vector<int> pass_fds;     // exactly the descriptors the child inherits besides 0, 1, 2
+    std::vector<std::string> env;  // NAME=VALUE set for the child (replacing any inherited NAME)
     sigset_t sigmask;              // the launcher's original signal mask, restored in the child
     struct sigaction sigpipe {};   // the launcher's original SIGPIPE disposition, restored in the child
 };
@@ -26,6 +28,9 @@ struct SpawnResult {
     const char *what = ""; // "fork", "execute"
 };
 
+// A generation: PROGRAM with the shim preloaded and HOTRESTART describing cfg, in its own process group.
 SpawnResult spawn_generation(const SpawnRequest &req);
+// `/bin/sh -c command` in its own process group with req.env added; req.argv, shim and cfg are unused.
+SpawnResult spawn_command(const std::string &command, const SpawnRequest &req);
 
 } // namespace hr

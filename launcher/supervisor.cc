@@ -2,6 +2,7 @@
 
 #include "kernelscan.h"
 #include "log.h"
+#include "notify.h"
 #include "spawn.h"
 #include "state.h"
 
@@ -122,9 +123,10 @@ void Supervisor::remove_pid_file() {
 }
 
 // Makes the private descriptors of a new generation and fork/execs it with the registry's sockets.
-Gen *Supervisor::start_generation() {
+Gen *Supervisor::start_generation(int reload) {
     auto g = std::make_unique<Gen>();
     g->n = ++gen_counter_;
+    g->reload = reload;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         logf("error: unable to create the control socket for gen %d: %s", g->n, strerror(errno));
@@ -148,6 +150,17 @@ Gen *Supervisor::start_generation() {
     g->shm->version = kProtocolVersion;
 
     SpawnRequest req;
+    if (opts_.ready == READY_NOTIFY) {
+        std::string where;
+        g->notify = notify_open(g->n, &where);
+        if (g->notify < 0) {
+            logf("error: unable to create the notification socket for gen %d: %s", g->n, strerror(errno));
+            close(sv[1]);
+            release(*g);
+            return nullptr;
+        }
+        req.env.push_back("NOTIFY_SOCKET=" + where);
+    }
     req.argv = opts_.argv;
     req.shim = shim_;
     req.sigmask = orig_mask_;
@@ -171,6 +184,7 @@ Gen *Supervisor::start_generation() {
     }
     g->claimed.assign(g->passed.size(), false);
     g->started_ms = now_ms();
+    g->started_wall_ms = realtime_ms();
     SpawnResult r = spawn_generation(req);
     close(sv[1]);
     if (r.pid < 0) {
@@ -188,11 +202,11 @@ Gen *Supervisor::start_generation() {
 }
 
 void Supervisor::release(Gen &g) {
-    if (g.ctl >= 0) close(g.ctl);
-    if (g.wake >= 0) close(g.wake);
+    for (int *fd : {&g.ctl, &g.wake, &g.shmfd, &g.notify}) {
+        if (*fd >= 0) close(*fd);
+        *fd = -1;
+    }
     if (g.shm) munmap(g.shm, kSharedSize);
-    if (g.shmfd >= 0) close(g.shmfd);
-    g.ctl = g.wake = g.shmfd = -1;
     g.shm = nullptr;
 }
 
@@ -218,16 +232,30 @@ bool Supervisor::idle(Gen &g) {
     return now - g.kernel_zero_since_ms >= kStaleAfterMs;
 }
 
-// Stop accepting: the flag first (the shim re-checks it around every accept), then the wake-up.
-void Supervisor::drain(Gen &g) {
+// Stop accepting: the flag first (the shim re-checks it around every accept), then the wake-up. A paused
+// generation may still resume (standby); for_report: its drain is the current reload's.
+void Supervisor::pause(Gen &g, bool for_report) {
     if (g.shm) g.shm->draining.store(1, std::memory_order_seq_cst);
     if (g.wake >= 0) {
         uint64_t one = 1;
         ssize_t w = write(g.wake, &one, sizeof one);
         (void)w;
     }
-    g.drain_started_ms = now_ms();
-    g.deadline_ms = g.drain_started_ms + int64_t(opts_.drain_timeout * 1000);
+    g.paused_ms = now_ms();
+    int live = g.shm ? g.shm->conns.load() : 0;
+    g.conns_at_pause = live < 0 ? 0 : live;
+    if (for_report && current_) {
+        g.drain_reload = current_->number;
+        current_->drained_connections = g.conns_at_pause;
+    }
+}
+
+// Drain for good: arm the drain deadline (counted from when it stopped accepting) and check idle now.
+void Supervisor::drain(Gen &g) {
+    if (!g.paused_ms) pause(g, false);
+    const int64_t now = now_ms();
+    g.deadline_ms = std::max(now, g.paused_ms + int64_t(opts_.drain_timeout * 1000));
+    g.next_check_ms = 0;
     int live = g.shm ? g.shm->conns.load() : 0;
     logf("gen %d draining (%d connection%s open)", g.n, live < 0 ? 0 : live, live == 1 ? "" : "s");
     if (idle(g)) fire(g, EV_IDLE);
@@ -244,6 +272,26 @@ std::string Supervisor::unclaimed(const Gen &g) const {
     return out;
 }
 
+std::string Supervisor::rollback_reason(const Gen &g, GenEvent e) const {
+    char secs[32];
+    snprintf(secs, sizeof secs, "%g", opts_.ready_timeout);
+    if (e == EV_CHECK_FAILED) return g.check_failure;
+    if (e == EV_READY_TIMEOUT) {
+        std::string why = "was not ready after " + std::string(secs) + " s: ";
+        if (opts_.ready == READY_NOTIFY) return why + "it never sent READY=1 to $NOTIFY_SOCKET";
+        if (!g.hello) return why + "the shim never reported in (static or setuid program, or LD_PRELOAD removed?)";
+        if (g.passed.empty() && g.registered == 0) return why + "it listened on no socket";
+        return why + "never claimed " + unclaimed(g);
+    }
+    if (g.exec_error) return "could not be executed: " + std::string(strerror(g.exec_error));
+    if (g.st == GS_TRIAL || g.promoted_ms)
+        return describe_status(g.status) + " " + std::to_string(now_ms() - g.promoted_ms) +
+               " ms after it took over";
+    std::string why = describe_status(g.status) + " before it was ready";
+    if (!unclaimed(g).empty()) why += " (unclaimed: " + unclaimed(g) + ")";
+    return why;
+}
+
 void Supervisor::fire(Gen &g, GenEvent e) {
     Transition t = gen_transition(g.st, e);
     if (t.action == A_INVALID) {
@@ -251,9 +299,16 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         return;
     }
     GenState prev = g.st;
+    // The reason is worded from the state the generation was in.
+    std::string why = t.action == A_ROLLBACK ? rollback_reason(g, e) : std::string();
     g.st = t.next;
     if (prev != t.next) debugf("gen %d: %s -> %s (%s)", g.n, gen_state_name(prev), gen_state_name(t.next), gen_event_name(e));
     const int64_t now = now_ms();
+    // Leaving the trial, whatever the way: its --ready-check has nothing left to prove.
+    if (prev == GS_TRIAL && g.check_pid > 0) {
+        kill(-g.check_pid, SIGKILL);
+        g.check_pid = -1;
+    }
     switch (t.action) {
     case A_NONE:
     case A_INVALID: break;
@@ -266,35 +321,51 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         Gen *old = serving_;
         serving_ = &g;
         if (next_ == &g) next_ = nullptr;
+        g.promoted_ms = now;
+        g.serving_wall_ms = realtime_ms();
+        if (current_ && current_->generation == g.n) current_->ready_ms = now - g.started_ms;
         if (old) {
             logf("gen %d ready in %lld ms; gen %d stops accepting", g.n, (long long)(now - g.started_ms), old->n);
-            fire(*old, EV_SUPERSEDE);
+            standby_ = old;
+            fire(*old, EV_STANDBY);
         } else {
             logf("gen %d ready in %lld ms", g.n, (long long)(now - g.started_ms));
         }
+        g.trial_end_ms = now + (old ? int64_t(opts_.rollback_window * 1000) : 0);
+        if (!opts_.ready_check.empty()) start_check(g);
+        maybe_confirm(g); // last: it may fire the next event on g
+        break;
+    }
+    case A_CONFIRM: {
+        g.deadline_ms = 0;
+        if (Gen *old = standby_) {
+            standby_ = nullptr;
+            fire(*old, EV_RELEASE);
+        }
+        if (current_ && current_->generation == g.n) finish_reload("ok", "");
+        prune_due_ = true;
         break;
     }
     case A_ROLLBACK: {
         if (next_ == &g) next_ = nullptr;
-        std::string why;
-        if (e == EV_READY_TIMEOUT) {
-            char secs[32];
-            snprintf(secs, sizeof secs, "%g", opts_.ready_timeout);
-            why = "was not ready after " + std::string(secs) + " s: ";
-            why += g.hello ? "never claimed " + unclaimed(g)
-                           : "the shim never reported in (static or setuid program, or LD_PRELOAD removed?)";
-        } else if (g.exec_error) {
-            why = "could not be executed: " + std::string(strerror(g.exec_error));
-        } else {
-            why = describe_status(g.status) + " before it was ready";
-            if (!unclaimed(g).empty()) why += " (unclaimed: " + unclaimed(g) + ")";
+        if (serving_ == &g) serving_ = nullptr;
+        if (Gen *old = standby_) {
+            standby_ = nullptr;
+            fire(*old, EV_RESUME);
         }
         if (serving_) {
-            logf("reload failed: gen %d %s; rolled back, gen %d keeps serving", g.n, why.c_str(), serving_->n);
+            if (current_) finish_reload("rolled_back", why);
+            else logf("gen %d %s; gen %d keeps serving", g.n, why.c_str(), serving_->n);
         } else {
             logf("gen %d %s", g.n, why.c_str());
-            if (g.main_exited) exit_status_ = g.exec_error ? (g.exec_error == ENOENT ? kExitNotFound : kExitNotExecutable)
-                                                           : exit_code_of(g.status);
+            if (current_) finish_reload("rolled_back", why + "; no generation is left to serve");
+            if (g.main_exited) {
+                exit_status_ = g.exec_error ? (g.exec_error == ENOENT ? kExitNotFound : kExitNotExecutable)
+                                            : exit_code_of(g.status);
+            } else if (e == EV_CHECK_FAILED) {
+                exit_status_ = 1;
+                exit_status_fixed_ = true;
+            }
             begin_shutdown();
         }
         drain(g);
@@ -302,17 +373,38 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     }
     case A_LOST: {
         logf("gen %d (pid %d) %s on its own", g.n, int(g.pid), describe_status(g.status).c_str());
-        if (serving_ == &g) serving_ = nullptr;
-        exit_status_ = exit_code_of(g.status);
-        status_gen_ = g.n;
-        if (!next_) begin_shutdown();
+        if (serving_ == &g) {
+            serving_ = nullptr;
+            exit_status_ = exit_code_of(g.status);
+            status_gen_ = g.n;
+        }
+        if (standby_ == &g) standby_ = nullptr;
+        if (!serving_ && !next_) begin_shutdown();
         drain(g);
         break;
     }
-    case A_DRAIN: drain(g); break;
+    case A_PAUSE: pause(g, true); break;
+    case A_RESUME: {
+        // The wake-up first (waiters must not see it readable once accepting), then the flag.
+        uint64_t v;
+        if (g.wake >= 0 && read(g.wake, &v, sizeof v) < 0) debugf("gen %d: wake-up already clear", g.n);
+        if (g.shm) g.shm->draining.store(0, std::memory_order_seq_cst);
+        g.paused_ms = 0;
+        g.conns_at_pause = -1;
+        g.drain_reload = 0;
+        g.kernel_zero_since_ms = 0;
+        if (current_) current_->drained_connections = -1;
+        serving_ = &g;
+        logf("gen %d accepts again", g.n);
+        break;
+    }
+    case A_DRAIN:
+    case A_CONTINUE: drain(g); break;
     case A_STOP:
         logf("gen %d: sending %s to process group %d", g.n, signal_name(opts_.stop_signal), int(g.pid));
         kill(-g.pid, opts_.stop_signal);
+        if (!g.stop_sent_ms) g.stop_sent_ms = now;
+        drain_over(g, now);
         g.deadline_ms = now + int64_t(opts_.kill_timeout * 1000);
         break;
     case A_KILL:
@@ -320,6 +412,8 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         else if (e == EV_FORCE_STOP) logf("gen %d: stopping now: sending SIGKILL", g.n);
         else logf("gen %d: still running %g s after %s; sending SIGKILL", g.n, opts_.kill_timeout, signal_name(opts_.stop_signal));
         kill(-g.pid, SIGKILL);
+        g.killed = true;
+        if (ReloadReport *r = g.drain_reload ? find_report(g.drain_reload) : nullptr) r->killed = true;
         g.deadline_ms = now + int64_t(opts_.kill_timeout * 1000);
         break;
     case A_GONE:
@@ -329,24 +423,71 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         registry_.drop_user(g.n);
         if (serving_ == &g) serving_ = nullptr;
         if (next_ == &g) next_ = nullptr;
+        if (standby_ == &g) standby_ = nullptr;
+        drain_over(g, now);
         break;
     }
 }
 
-// Ready: the shim is active and the generation claimed every socket it inherited, or it claimed or opened
-// some and has started accepting (a new configuration that drops a port never claims that one; once the
-// program accepts, its set-up is done). A first generation inherits nothing: it is ready once it listens.
+// A superseded generation's drain is over (the stop signal went out, or it exited first): its reload's
+// report gets the numbers, and the log a line if that report is already out.
+void Supervisor::drain_over(Gen &g, int64_t now) {
+    ReloadReport *r = g.drain_reload ? find_report(g.drain_reload) : nullptr;
+    if (!r || r->drain_ms >= 0) return;
+    r->drain_ms = now - g.paused_ms;
+    r->stopped_by = g.stop_sent_ms ? signal_name(opts_.stop_signal) : "its own exit";
+    if (r->outcome == "ok") logf("%s", drain_text(*r).c_str());
+}
+
+// Ready per --ready. listen: the shim is active and the generation claimed every socket it inherited, or it
+// claimed or opened some and has started accepting (a new configuration that drops a port never claims
+// that one; once the program accepts, its set-up is done); a generation that took over or opened nothing
+// is never ready by this rule. SEC: that, then still alive SEC later. notify: it sent READY=1.
 void Supervisor::check_ready(Gen &g) {
-    if (g.st != GS_STARTING || !g.hello) return;
-    size_t claimed = 0;
-    for (bool c : g.claimed) claimed += c;
-    if (g.passed.empty() && !serving_ && g.registered == 0) return;
-    if (claimed < g.passed.size()) {
-        if (!g.accepting || (claimed == 0 && g.registered == 0)) return;
-        logf("gen %d accepts without taking over %s (dropped by its configuration?): released once the "
-             "reload completes", g.n, unclaimed(g).c_str());
+    if (g.st != GS_STARTING) return;
+    if (opts_.ready == READY_NOTIFY) {
+        if (g.notified_ready) fire(g, EV_READY);
+        return;
     }
+    if (!g.listen_ok_ms) {
+        if (!g.hello) return;
+        size_t claimed = 0;
+        for (bool c : g.claimed) claimed += c;
+        if (claimed + size_t(g.registered) == 0) return;
+        if (claimed < g.passed.size()) {
+            if (!g.accepting) return;
+            logf("gen %d accepts without taking over %s (dropped by its configuration?): released once the "
+                 "reload completes", g.n, unclaimed(g).c_str());
+        }
+        g.listen_ok_ms = now_ms();
+    }
+    if (opts_.ready == READY_DELAY && now_ms() < g.listen_ok_ms + int64_t(opts_.ready_delay * 1000)) return;
     fire(g, EV_READY);
+}
+
+void Supervisor::start_check(Gen &g) {
+    SpawnRequest req;
+    req.sigmask = orig_mask_;
+    req.sigpipe = orig_sigpipe_;
+    req.env = {"HOTRESTART_GENERATION=" + std::to_string(g.n), "HOTRESTART_PID=" + std::to_string(g.pid)};
+    SpawnResult r = spawn_command(opts_.ready_check, req);
+    if (r.pid < 0 || r.error) {
+        g.check_failure = std::string("failed its --ready-check: unable to ") + r.what + " /bin/sh: " + strerror(r.error);
+        return;
+    }
+    g.check_pid = r.pid;
+    g.check_deadline_ms = now_ms() + int64_t(opts_.ready_timeout * 1000);
+    debugf("gen %d: --ready-check running (pid %d)", g.n, int(r.pid));
+}
+
+// On trial: a failed check rolls back at once; otherwise the trial ends with the window and the check.
+void Supervisor::maybe_confirm(Gen &g) {
+    if (g.st != GS_TRIAL || g.check_pid > 0) return;
+    if (!g.check_failure.empty()) {
+        fire(g, EV_CHECK_FAILED);
+        return;
+    }
+    if (now_ms() >= g.trial_end_ms) fire(g, EV_CONFIRMED);
 }
 
 void Supervisor::on_ctl(Gen &g, bool hangup) {
@@ -419,9 +560,28 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             char name[160] = "?";
             if (key_from_sockaddr(reinterpret_cast<sockaddr *>(&m.addr), m.addrlen, SOCK_STREAM, 0, &k))
                 key_format(k, name, sizeof name);
-            logf("gen %d (pid %d): bind %s failed: %s", g.n, m.pid, name, strerror(m.err));
+            logf("gen %d (pid %d): bind %s failed: %s", g.n, m.pid, escape_text(name).c_str(), strerror(m.err));
             break;
         }
+        }
+    }
+}
+
+// sd_notify datagrams: only from a process of this generation's process group, as the kernel says.
+void Supervisor::on_notify(Gen &g) {
+    for (int handled = 0; handled < kMaxMessagesPerTurn; ++handled) {
+        NotifyMessage m;
+        if (!notify_read(g.notify, &m)) return;
+        if (m.sender <= 0 || (m.sender != g.pid && getpgid(m.sender) != g.pid)) {
+            logf("warning: gen %d: ignored a notification from pid %d, which is not one of its processes", g.n,
+                 int(m.sender));
+            continue;
+        }
+        if (!m.status.empty()) debugf("gen %d: STATUS=%s", g.n, escape_text(m.status).c_str());
+        if (m.ready && !g.notified_ready) {
+            g.notified_ready = true;
+            debugf("gen %d: READY=1 from pid %d", g.n, int(m.sender));
+            check_ready(g);
         }
     }
 }
@@ -432,12 +592,21 @@ void Supervisor::on_child_exits() {
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0) break;
         for (auto &g : gens_) {
+            if (g->check_pid == pid) {
+                g->check_pid = -1;
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                    g->check_failure = "failed its --ready-check: " + describe_status(status);
+                else
+                    debugf("gen %d: --ready-check passed", g->n);
+                maybe_confirm(*g);
+                break;
+            }
             if (g->pid != pid || g->main_exited) continue;
             g->main_exited = true;
             g->status = status;
-            if (g->n == status_gen_) exit_status_ = exit_code_of(status);
+            if (g->n == status_gen_ && !exit_status_fixed_) exit_status_ = exit_code_of(status);
             debugf("gen %d: main process %d %s", g->n, int(pid), describe_status(status).c_str());
-            if ((g->st == GS_STARTING || g->st == GS_SERVING) && !group_empty(g->pid))
+            if ((g->st == GS_STARTING || g->st == GS_TRIAL || g->st == GS_SERVING) && !group_empty(g->pid))
                 logf("gen %d: its main process exited but its process group lives on; if the program "
                      "daemonizes, run it in the foreground (e.g. nginx -g 'daemon off;')", g->n);
             fire(*g, EV_EXITED);
@@ -464,14 +633,27 @@ void Supervisor::on_deadlines(int64_t now) {
             g.next_check_ms = now + kTickMs;
             if (idle(g)) fire(g, EV_IDLE);
         }
+        if (g.st == GS_STARTING && g.listen_ok_ms) check_ready(g); // --ready SEC
+        if (g.st == GS_TRIAL) {
+            if (g.check_pid > 0 && now >= g.check_deadline_ms) {
+                kill(-g.check_pid, SIGKILL);
+                g.check_pid = -1;
+                char secs[32];
+                snprintf(secs, sizeof secs, "%g", opts_.ready_timeout);
+                g.check_failure = "failed its --ready-check: still running after " + std::string(secs) +
+                                  " s (--ready-timeout)";
+            }
+            maybe_confirm(g);
+        }
         if (g.deadline_ms == 0 || now < g.deadline_ms) continue;
         g.deadline_ms = 0;
         switch (g.st) {
         case GS_STARTING:
             if (!serving_ && gen_counter_ == 1 && !g.main_exited) {
                 // Nothing to roll back to: keep the first generation, without hot restart if it never said hello.
-                if (!g.hello) logf("warning: gen 1: the shim never reported in (static or setuid program?); "
-                                   "hot restart will not work");
+                if (opts_.ready == READY_NOTIFY) logf("warning: gen 1 has not sent READY=1 after %g s", opts_.ready_timeout);
+                else if (!g.hello) logf("warning: gen 1: the shim never reported in (static or setuid program?); "
+                                        "hot restart will not work");
                 else logf("warning: gen 1 has not listened on any socket after %g s", opts_.ready_timeout);
                 g.hello = true;
                 std::fill(g.claimed.begin(), g.claimed.end(), true);
@@ -493,45 +675,116 @@ void Supervisor::on_deadlines(int64_t now) {
     check_empty();
 }
 
+// A reload is in progress from its start until its report: while a generation starts or is on trial.
+// Older generations draining do not hold the next reload up.
 bool Supervisor::reload_in_progress() const {
-    return next_ != nullptr || serving_ == nullptr || gens_.size() > 1;
+    return current_ != nullptr || next_ != nullptr || serving_ == nullptr || serving_->st != GS_SERVING;
+}
+
+ReloadReport *Supervisor::find_report(int number) {
+    if (current_ && current_->number == number) return current_.get();
+    for (auto &r : history_)
+        if (r.number == number) return &r;
+    return nullptr;
+}
+
+// The one entry point for SIGHUP and `hotrestart reload`. client >= 0: a control connection waiting for
+// the outcome of a reload that starts after this request.
+void Supervisor::request_reload(const char *who, int client, bool json) {
+    if (shutdown_requests_) {
+        logf("%s: reload ignored: stopping", who);
+        if (client >= 0) {
+            ReloadReport r;
+            r.outcome = "aborted";
+            r.reason = "the launcher is stopping";
+            control_.reply(client, "1\n" + (json ? reload_json(r) : reload_text(r)) + "\n", true);
+        }
+        return;
+    }
+    if (client >= 0) pending_waiters_.push_back({client, json});
+    if (reload_in_progress()) {
+        if (!reload_pending_) logf("%s: reload queued until the current one completes", who);
+        reload_pending_ = true;
+        return;
+    }
+    logf("%s: reloading", who);
+    start_reload();
+}
+
+void Supervisor::start_reload() {
+    reload_pending_ = false;
+    current_waiters_ = std::move(pending_waiters_);
+    pending_waiters_.clear();
+    current_.reset(new ReloadReport());
+    current_->number = ++reload_counter_;
+    current_->previous_generation = serving_->n;
+    current_->started_at_ms = realtime_ms();
+    Gen *g = start_generation(current_->number);
+    if (!g) {
+        current_->generation = gen_counter_;
+        finish_reload("rolled_back", "could not be started (see the error above)");
+        return;
+    }
+    current_->generation = g->n;
+    current_->pid = g->pid;
+    next_ = g;
+}
+
+// The reload's outcome is known: one summary line in the log, the same text (or JSON) to every requester.
+void Supervisor::finish_reload(const char *outcome, const std::string &reason) {
+    if (!current_) return;
+    ReloadReport &r = *current_;
+    r.outcome = outcome;
+    r.reason = reason;
+    ++reloads_total_;
+    if (r.outcome != "ok") ++reloads_failed_;
+    const std::string text = reload_text(r);
+    logf("%s", text.c_str());
+    const std::string code = r.outcome == "ok" ? "0\n" : "1\n";
+    for (const auto &w : current_waiters_) control_.reply(w.first, code + (w.second ? reload_json(r) : text) + "\n", true);
+    current_waiters_.clear();
+    history_.push_back(r);
+    if (history_.size() > 16) history_.pop_front();
+    current_.reset();
 }
 
 void Supervisor::begin_shutdown() {
     if (shutdown_requests_ == 0) shutdown_requests_ = 1;
     reload_pending_ = false;
     if (serving_) status_gen_ = serving_->n;
+    finish_reload("aborted", "the launcher is stopping");
+    for (const auto &w : pending_waiters_) {
+        ReloadReport r;
+        r.outcome = "aborted";
+        r.reason = "the launcher is stopping";
+        control_.reply(w.first, "1\n" + (w.second ? reload_json(r) : reload_text(r)) + "\n", true);
+    }
+    pending_waiters_.clear();
+    standby_ = nullptr;
     for (size_t i = 0; i < gens_.size(); ++i) {
         Gen &g = *gens_[i];
-        if (g.st == GS_STARTING || g.st == GS_SERVING) fire(g, EV_SUPERSEDE);
+        if (g.st == GS_STARTING || g.st == GS_TRIAL || g.st == GS_SERVING || g.st == GS_STANDBY) fire(g, EV_SUPERSEDE);
+    }
+}
+
+// SIGTERM, SIGINT and `hotrestart stop`: the first is graceful, the next stops now.
+void Supervisor::request_stop(const char *who) {
+    ++shutdown_requests_;
+    if (shutdown_requests_ == 1) {
+        logf("%s: stopping gracefully", who);
+        begin_shutdown();
+    } else {
+        logf("%s again: stopping now", who);
+        for (size_t i = 0; i < gens_.size(); ++i) fire(*gens_[i], EV_FORCE_STOP);
     }
 }
 
 void Supervisor::on_signal(int sig) {
     switch (sig) {
     case SIGCHLD: on_child_exits(); break;
-    case SIGHUP:
-        if (shutdown_requests_) {
-            logf("SIGHUP ignored: stopping");
-        } else if (reload_in_progress()) {
-            if (!reload_pending_) logf("SIGHUP: reload queued until the current one completes");
-            reload_pending_ = true;
-        } else {
-            logf("SIGHUP: reloading");
-            next_ = start_generation();
-        }
-        break;
+    case SIGHUP: request_reload("SIGHUP", -1, false); break;
     case SIGTERM:
-    case SIGINT:
-        ++shutdown_requests_;
-        if (shutdown_requests_ == 1) {
-            logf("%s: stopping gracefully", signal_name(sig));
-            begin_shutdown();
-        } else {
-            logf("%s again: stopping now", signal_name(sig));
-            for (size_t i = 0; i < gens_.size(); ++i) fire(*gens_[i], EV_FORCE_STOP);
-        }
-        break;
+    case SIGINT: request_stop(signal_name(sig)); break;
     case SIGUSR1:
     case SIGUSR2:
         if (serving_) kill(serving_->pid, sig);
@@ -539,14 +792,63 @@ void Supervisor::on_signal(int sig) {
     }
 }
 
+StatusReport Supervisor::status() const {
+    StatusReport s;
+    const int64_t now = now_ms();
+    s.launcher_pid = getpid();
+    s.program = opts_.argv;
+    s.uptime_s = double(now - started_ms_) / 1000;
+    s.state = shutdown_requests_ ? "stopping" : !serving_ ? "starting" : reload_in_progress() ? "reloading" : "running";
+    auto describe = [&](const Gen &g) {
+        GenStatus st;
+        st.generation = g.n;
+        st.pid = g.pid;
+        st.state = gen_state_name(g.st);
+        int live = g.shm ? int(g.shm->conns.load()) : 0;
+        st.connections = live < 0 ? 0 : live;
+        st.since_ms = g.serving_wall_ms ? g.serving_wall_ms : g.started_wall_ms;
+        if (g.st == GS_DRAINING && g.deadline_ms) st.stop_in_s = double(std::max<int64_t>(0, g.deadline_ms - now)) / 1000;
+        return st;
+    };
+    for (const auto &g : gens_) {
+        if (g.get() == serving_) {
+            s.has_serving = true;
+            s.serving = describe(*g);
+        } else {
+            s.generations.push_back(describe(*g));
+        }
+    }
+    for (const auto &l : registry_.all()) s.listeners.push_back(l.name);
+    s.reloads_total = reloads_total_;
+    s.reloads_failed = reloads_failed_;
+    if (!history_.empty()) {
+        s.has_last = true;
+        s.last = history_.back();
+    }
+    return s;
+}
+
+void Supervisor::on_control(const ControlRequest &r) {
+    if (r.command == "status") {
+        StatusReport s = status();
+        control_.reply(r.client, "0\n" + (r.json ? status_json(s) + "\n" : status_text(s)), true);
+    } else if (r.command == "reload") {
+        request_reload("control", r.client, r.json);
+    } else if (r.command == "stop") {
+        stop_waiters_.push_back(r.client);
+        request_stop("control");
+    } else {
+        control_.reply(r.client, "125\nhotrestart: unknown control command '" + escape_text(r.command) + "'\n", true);
+    }
+}
+
 // After every batch of events: forget generations that are gone, release sockets nobody uses once no
 // reload is in flight, start a queued reload, and decide whether the launcher is done.
 void Supervisor::after_step() {
-    bool removed = false;
     for (size_t i = 0; i < gens_.size();) {
         if (gens_[i]->st == GS_GONE) {
             gens_.erase(gens_.begin() + long(i));
-            removed = true;
+            prune_due_ = true;
         } else {
             ++i;
         }
@@ -562,7 +864,8 @@ void Supervisor::after_step() {
         return;
     }
     if (reload_in_progress()) return;
-    if (removed) {
+    if (prune_due_) {
+        prune_due_ = false;
         for (const auto &l : registry_.prune()) {
             logf("released %s: no generation uses it", l.name.c_str());
             // The serving generation still holds the copy it inherited: tell it to close it.
@@ -570,47 +873,67 @@ void Supervisor::after_step() {
                 if (serving_->passed[i] == l.id && serving_->shm)
                     serving_->shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
         }
-        if (!reload_pending_) logf("reload complete: gen %d serving", serving_->n);
     }
     if (reload_pending_) {
-        reload_pending_ = false;
         logf("starting the queued reload");
-        next_ = start_generation();
+        start_reload();
     }
 }
 
 int Supervisor::run() {
     if (!setup()) return kExitLauncherError;
-    write_pid_file();
-    Gen *first = start_generation();
-    if (!first) {
-        remove_pid_file();
-        return kExitLauncherError;
+    started_ms_ = now_ms();
+    if (!opts_.control.empty()) {
+        std::string err;
+        if (!control_.open(opts_.control, &err)) {
+            logf("fatal: %s", err.c_str());
+            return kExitLauncherError;
+        }
     }
-    if (first->exec_error) {
-        int e = first->exec_error;
-        waitpid(first->pid, nullptr, 0);
+    write_pid_file();
+    Gen *first = start_generation(0);
+    if (!first || first->exec_error) {
+        int e = first ? first->exec_error : 0;
+        if (first) waitpid(first->pid, nullptr, 0);
         gens_.clear();
         remove_pid_file();
-        return e == ENOENT ? kExitNotFound : kExitNotExecutable;
+        control_.shutdown();
+        return !first ? kExitLauncherError : e == ENOENT ? kExitNotFound : kExitNotExecutable;
     }
     next_ = first;
     while (!done_) {
+        // One poll over every source; each has its handler, called in this order: generations' messages
+        // and notifications first (a last IDLE or CLAIMED may precede an exit), then control requests,
+        // then signals.
         std::vector<pollfd> pfds;
-        pfds.push_back({sigfd_, POLLIN, 0});
-        std::vector<Gen *> owners;
+        std::vector<Gen *> ctl_owner, notify_owner;
         for (auto &g : gens_) {
             if (g->ctl < 0) continue;
             pfds.push_back({g->ctl, POLLIN, 0});
-            owners.push_back(g.get());
+            ctl_owner.push_back(g.get());
+        }
+        for (auto &g : gens_) {
+            if (g->notify < 0) continue;
+            pfds.push_back({g->notify, POLLIN, 0});
+            notify_owner.push_back(g.get());
         }
         int64_t now = now_ms();
-        int64_t wake_at = -1;
+        const size_t control_at = pfds.size();
+        control_.add_pollfds(&pfds, now);
+        const size_t signal_at = pfds.size();
+        pfds.push_back({sigfd_, POLLIN, 0});
+
+        int64_t wake_at = control_.next_deadline();
+        auto wake_by = [&](int64_t t) {
+            if (t > 0 && (wake_at < 0 || t < wake_at)) wake_at = t;
+        };
         for (auto &g : gens_) {
-            if (g->deadline_ms && (wake_at < 0 || g->deadline_ms < wake_at)) wake_at = g->deadline_ms;
-            if (g->st == GS_DRAINING || g->st == GS_STOPPING || g->st == GS_KILLING || g->main_exited) {
-                if (wake_at < 0 || now + kTickMs < wake_at) wake_at = now + kTickMs;
-            }
+            wake_by(g->deadline_ms);
+            if (g->st == GS_STARTING && g->listen_ok_ms && opts_.ready == READY_DELAY)
+                wake_by(g->listen_ok_ms + int64_t(opts_.ready_delay * 1000));
+            if (g->st == GS_TRIAL) wake_by(g->check_pid > 0 ? g->check_deadline_ms : g->trial_end_ms);
+            if (g->st == GS_DRAINING || g->st == GS_STOPPING || g->st == GS_KILLING || g->main_exited)
+                wake_by(now + kTickMs);
         }
         int timeout = wake_at < 0 ? -1 : int(wake_at > now ? wake_at - now : 0);
         int n = poll(pfds.data(), pfds.size(), timeout);
@@ -618,15 +941,24 @@ int Supervisor::run() {
             logf("fatal: unable to poll: %s", strerror(errno));
             break;
         }
-        // Messages before signals: a generation's last IDLE or CLAIMED may precede its exit.
-        for (size_t i = 1; n > 0 && i < pfds.size(); ++i)
-            if (pfds[i].revents) on_ctl(*owners[i - 1], (pfds[i].revents & POLLHUP) && !(pfds[i].revents & POLLIN));
+        if (n < 0) {
+            for (auto &p : pfds) p.revents = 0;
+        }
+        size_t i = 0;
+        for (Gen *g : ctl_owner) {
+            short rev = pfds[i++].revents;
+            if (rev) on_ctl(*g, (rev & POLLHUP) && !(rev & POLLIN));
+        }
+        for (Gen *g : notify_owner)
+            if (pfds[i++].revents && g->notify >= 0) on_notify(*g);
         for (auto &g : gens_) {
             if (!g->idle_hint) continue;
             g->idle_hint = false;
             if (g->st == GS_DRAINING && idle(*g)) fire(*g, EV_IDLE);
         }
-        if (n > 0 && pfds[0].revents) {
+        if (control_.active())
+            for (const auto &r : control_.service(pfds, control_at, now_ms())) on_control(r);
+        if (pfds[signal_at].revents) {
             signalfd_siginfo si;
             while (read(sigfd_, &si, sizeof si) == sizeof si) on_signal(int(si.ssi_signo));
         }
@@ -635,6 +967,8 @@ int Supervisor::run() {
     }
     remove_pid_file();
     logf("exiting with status %d", exit_status_);
+    for (int c : stop_waiters_) control_.reply(c, std::to_string(exit_status_) + "\n", false);
+    control_.shutdown();
     return exit_status_;
 }
 

@@ -1,13 +1,18 @@
 // The supervisor: one thread, one poll loop with a deadline, signals read from a signalfd. It owns the
-// generations and the registry, turns what happens (signals, child exits, shim messages, deadlines) into
-// events of the generation state machine (genstate.h), and carries out the actions it returns.
+// generations and the registry, turns what happens (signals, child exits, shim messages, notifications,
+// control requests, deadlines) into events of the generation state machine (genstate.h), and carries out
+// the actions it returns. A reload is data (report.h) filled in as it goes; SIGHUP and `hotrestart reload`
+// reach the same request_reload().
 #pragma once
 
+#include "control.h"
 #include "genstate.h"
 #include "options.h"
 #include "protocol.h"
 #include "registry.h"
+#include "report.h"
 
+#include <deque>
 #include <memory>
 #include <signal.h>
 #include <stdint.h>
@@ -20,21 +25,38 @@ struct Gen {
     int n = 0;
     pid_t pid = -1;
     GenState st = GS_STARTING;
-    int ctl = -1;   // launcher's end of the control socketpair
-    int wake = -1;  // eventfd: written once to wake the generation's acceptors when draining
+    int ctl = -1;    // launcher's end of the control socketpair
+    int wake = -1;   // eventfd: readable while the generation must not accept (reset when it resumes)
     int shmfd = -1;
+    int notify = -1; // its NOTIFY_SOCKET (--ready notify)
     Shared *shm = nullptr;
     std::vector<uint64_t> passed; // registry ids handed to this generation, in order
     std::vector<bool> claimed;
     bool hello = false;
     bool accepting = false; // some process accepts or waits for connections on a shared socket
     int registered = 0;     // sockets this generation listened on itself
+    bool notified_ready = false; // READY=1 from one of its processes
     bool main_exited = false;
     int status = 0;         // wait status of the main process
     int exec_error = 0;     // errno if PROGRAM could not be executed
+    int reload = 0;         // the reload that started it (0: the first generation)
     int64_t started_ms = 0;
+    int64_t started_wall_ms = 0;
+    int64_t serving_wall_ms = 0;  // since when it serves (CLOCK_REALTIME)
     int64_t deadline_ms = 0; // of the current state (ready, drain, kill); 0: none
-    int64_t drain_started_ms = 0;
+    int64_t listen_ok_ms = 0; // --ready SEC: when the listen condition first held
+    int64_t trial_end_ms = 0; // on trial: end of the rollback window
+    int64_t promoted_ms = 0;
+    pid_t check_pid = -1;     // its --ready-check, while running
+    int64_t check_deadline_ms = 0;
+    bool check_done = false;
+    std::string check_failure;
+    // Its drain, reported for the reload that superseded it (drain_reload).
+    int drain_reload = 0;
+    int64_t paused_ms = 0;    // when it stopped accepting
+    int conns_at_pause = -1;
+    int64_t stop_sent_ms = 0;
+    bool killed = false;
     int64_t next_check_ms = 0;   // draining: when to re-check idle without an event
     int64_t next_reclaim_ms = 0; // when to free slots of dead processes next
     int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
@@ -50,19 +72,32 @@ public:
 
 private:
     bool setup();
-    Gen *start_generation();
+    Gen *start_generation(int reload);
     void fire(Gen &g, GenEvent e);
     void drain(Gen &g);
+    void pause(Gen &g, bool for_report);
+    void drain_over(Gen &g, int64_t now);
     bool idle(Gen &g);
     void on_signal(int sig);
     void on_child_exits();
     void on_ctl(Gen &g, bool hangup);
+    void on_notify(Gen &g);
+    void on_control(const ControlRequest &r);
     void on_deadlines(int64_t now);
     void check_ready(Gen &g);
+    void start_check(Gen &g);
+    void maybe_confirm(Gen &g);
     void check_empty();
+    void request_reload(const char *who, int client, bool json);
+    void start_reload();
+    void finish_reload(const char *outcome, const std::string &reason);
+    void request_stop(const char *why);
     void begin_shutdown();
     void after_step();
     bool reload_in_progress() const;
+    ReloadReport *find_report(int number);
+    std::string rollback_reason(const Gen &g, GenEvent e) const;
+    StatusReport status() const;
     std::string unclaimed(const Gen &g) const;
     void release(Gen &g);
     void write_pid_file();
@@ -71,17 +106,31 @@ private:
     Options opts_;
     std::string shim_;
     Registry registry_;
+    Control control_;
     std::vector<std::unique_ptr<Gen>> gens_;
-    Gen *serving_ = nullptr;
-    Gen *next_ = nullptr;
+    Gen *serving_ = nullptr; // serving or on trial
+    Gen *next_ = nullptr;    // starting
+    Gen *standby_ = nullptr; // superseded by the one on trial; resumes if that one fails
     int gen_counter_ = 0;
     int sigfd_ = -1;
     sigset_t orig_mask_;
     struct sigaction orig_sigpipe_ {};
+    // Reloads: the one in progress, requests that wait for the next one, and the last reports.
+    std::unique_ptr<ReloadReport> current_;
+    std::vector<std::pair<int, bool>> current_waiters_; // (control client, json)
+    std::vector<std::pair<int, bool>> pending_waiters_;
+    std::vector<int> stop_waiters_;
+    std::deque<ReloadReport> history_;
+    int reload_counter_ = 0;
+    int reloads_total_ = 0;
+    int reloads_failed_ = 0;
     bool reload_pending_ = false;
+    bool prune_due_ = false;
     int shutdown_requests_ = 0;
     int status_gen_ = 0;     // whose exit status becomes the launcher's
     int exit_status_ = 0;
+    bool exit_status_fixed_ = false; // set by a failure of the launcher's own (not the program's status)
+    int64_t started_ms_ = 0;
     bool done_ = false;
 };
 

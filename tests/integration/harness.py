@@ -4,6 +4,7 @@ Everything here waits on events (lines the launcher logs, replies, process exits
 sleeps a fixed time. Every process a test starts is killed by pid (and by process group for the
 generations) when the test ends, whatever happened.
 """
+import datetime
 import os
 import re
 import signal
@@ -58,6 +59,15 @@ def wait_until(predicate, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
+def line_time(line):
+    """Timestamp (seconds since the epoch, float) of one launcher log line."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z hotrestart\[\d+\]: ", line)
+    if not m:
+        raise AssertionError("not a launcher log line: %r" % line)
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -96,6 +106,30 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def socket_fds(pid):
+    """Number of socket descriptors pid holds right now (0 if it is gone)."""
+    n = 0
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for name in names:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
+                n += 1
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return n
+
+
+def write_mode(path, word):
+    """Atomically replaces the mode file (a generation reads it once at start)."""
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(word + "\n")
+    os.replace(tmp, str(path))
+
+
 def http_get(port, path="/", host="127.0.0.1", timeout=10.0):
     """One request on a new connection. Returns the body; raises on refusal, reset, timeout or a bad reply."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -123,11 +157,50 @@ def reply_pid(body):
     return int(m.group(1))
 
 
+class SlowRequest:
+    """One request in a thread; records the body or the error, and when it ended (time.monotonic())."""
+
+    def __init__(self, port, path, timeout=30.0):
+        self.body = None
+        self.error = None
+        self.t_done = None
+        self.t_sent = time.monotonic()  # the server cannot reply before t_sent + its delay
+        self._thread = threading.Thread(target=self._run, args=(port, path, timeout), daemon=True)
+        self._thread.start()
+
+    def _run(self, port, path, timeout):
+        try:
+            self.body = http_get(port, path, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - recorded for the test to judge
+            self.error = e
+        self.t_done = time.monotonic()
+
+    def done(self):
+        return self.t_done is not None
+
+    def join(self, timeout):
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the request thread did not finish within %.0f s" % timeout
+
+
+def start_accepted_slow(port, pid, ms, timeout=30.0):
+    """Starts /slow?ms=<ms> and waits until process pid has accepted it (one more socket descriptor)."""
+    base = socket_fds(pid)
+    req = SlowRequest(port, "/slow?ms=%d" % ms, timeout=timeout)
+    wait_until(lambda: socket_fds(pid) > base, 10, "pid %d to accept the slow request" % pid)
+    return req
+
+
 class Launcher:
     """build/hotrestart running one program, with its stderr parsed into events."""
 
     def __init__(self, argv, options=(), env=None, cwd=None):
-        self.argv = [LAUNCHER] + list(options) + ["--"] + list(argv)
+        options = list(options)
+        if not any(o.startswith("--rollback-window") for o in options):
+            # Every reload still goes through the rollback window, but a short one: the default (2 s)
+            # would make the suite's hundreds of reloads slow. Tests of the window set their own.
+            options += ["--rollback-window", "0.1"]
+        self.argv = [LAUNCHER] + options + ["--"] + list(argv)
         self.lines = []
         self.cond = threading.Condition()
         self.gen_pids = {}  # generation number -> main pid (also its process group)
@@ -185,13 +258,18 @@ class Launcher:
         self.wait_for(r"gen %d ready in" % gen, timeout)
         return self.gen_pids[gen]
 
-    def reload(self, timeout=30.0):
-        """SIGHUP and wait until it completes. Returns the new generation number."""
+    def reload(self, timeout=30.0, wait_old=True):
+        """SIGHUP and wait until it is reported done and (wait_old) the previous generation is gone.
+        Returns the new generation number."""
         since = self.mark()
         os.kill(self.pid, signal.SIGHUP)
         m = self.wait_for(r"gen (\d+) started \(pid", timeout, since=since)
         gen = int(m.group(1))
-        self.wait_for(r"reload complete: gen %d serving" % gen, timeout, since=since)
+        old = int(self.wait_for(r"gen %d ready in \d+ ms; gen (\d+) stops accepting" % gen, timeout,
+                                since=since).group(1))
+        self.wait_for(r"reload \d+: gen %d \(pid \d+\) serving" % gen, timeout, since=since)
+        if wait_old:
+            self.wait_for(r"gen %d gone$" % old, timeout, since=since)
         return gen
 
     def signal(self, sig):

@@ -13,28 +13,12 @@ import time
 
 import pytest
 
-from conftest import (LAUNCHER, fd_count, free_port, group_alive, group_members, http_get, pid_alive, reply_pid,
-                      server_argv, wait_until)
+from conftest import (LAUNCHER, SlowRequest, fd_count, free_port, group_alive, group_members, http_get, line_time,
+                      pid_alive, reply_pid, server_argv, socket_fds, start_accepted_slow, wait_until, write_mode)
 
 
 # --------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def socket_fds(pid):
-    """Number of socket descriptors pid holds right now (0 if it is gone)."""
-    n = 0
-    try:
-        names = os.listdir("/proc/%d/fd" % pid)
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    for name in names:
-        try:
-            if os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
-                n += 1
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return n
 
 
 def group_socket_fds(pgid):
@@ -94,48 +78,6 @@ def settled(sample, timeout=5.0):
 
     wait_until(same, timeout, "a settled value (last %r)" % (last,), interval=0)
     return last[0]
-
-
-def write_mode(path, word):
-    """Atomically replaces the mode file (a generation reads it once at start)."""
-    tmp = str(path) + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(word + "\n")
-    os.replace(tmp, str(path))
-
-
-class SlowRequest:
-    """One request in a thread; records the body or the error, and when it ended (time.monotonic())."""
-
-    def __init__(self, port, path, timeout=30.0):
-        self.body = None
-        self.error = None
-        self.t_done = None
-        self.t_sent = time.monotonic()  # the server cannot reply before t_sent + its delay
-        self._thread = threading.Thread(target=self._run, args=(port, path, timeout), daemon=True)
-        self._thread.start()
-
-    def _run(self, port, path, timeout):
-        try:
-            self.body = http_get(port, path, timeout=timeout)
-        except Exception as e:  # noqa: BLE001 - recorded for the test to judge
-            self.error = e
-        self.t_done = time.monotonic()
-
-    def done(self):
-        return self.t_done is not None
-
-    def join(self, timeout):
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the request thread did not finish within %.0f s" % timeout
-
-
-def start_accepted_slow(port, pid, ms, timeout=30.0):
-    """Starts /slow?ms=<ms> and waits until process pid has accepted it (one more socket descriptor)."""
-    base = socket_fds(pid)
-    req = SlowRequest(port, "/slow?ms=%d" % ms, timeout=timeout)
-    wait_until(lambda: socket_fds(pid) > base, 10, "pid %d to accept the slow request" % pid)
-    return req
 
 
 def log_since(hr, since):
@@ -220,7 +162,7 @@ def test_slow_request_completes_on_old_generation(launch, load):
     # after the launcher's under CPU contention, so the order is checked from the server's side.)
     assert t_gone - slow.t_sent >= 1.5, "gen 1 gone %.2f s after the slow request was sent" % (t_gone - slow.t_sent)
     assert t_gone - slow.t_done < 2.0, "gen 1 lingered %.2f s after its last reply" % (t_gone - slow.t_done)
-    hr.wait_for(r"reload complete: gen 2 serving", since=since)
+    hr.wait_for(r"reload \d+: gen 2 \(pid \d+\) serving", since=since)
 
     ld.wait_requests(10)
     ld.stop()
@@ -242,7 +184,7 @@ def test_rollback_when_new_generation_exits(launch, load, tmp_path):
     write_mode(mode, "exit1")
     since = hr.mark()
     hr.signal(signal.SIGHUP)
-    hr.wait_for(r"reload failed: gen 2 exited with status 1 before it was ready( \(unclaimed: [^)]*\))?; "
+    hr.wait_for(r"reload 1 failed: gen 2 exited with status 1 before it was ready( \(unclaimed: [^)]*\))?; "
                 r"rolled back, gen 1 keeps serving", since=since)
     hr.wait_for(r"gen 2 gone", since=since)
     assert not pid_alive(hr.gen_pids[2])
@@ -276,7 +218,7 @@ def test_rollback_when_new_generation_never_binds(launch, load, tmp_path):
     t0 = time.monotonic()
     hr.signal(signal.SIGHUP)
     hr.wait_for(r"gen 2 started", since=since)
-    hr.wait_for(r"reload failed: gen 2 was not ready after 1 s: never claimed 127\.0\.0\.1:%d; "
+    hr.wait_for(r"reload 1 failed: gen 2 was not ready after 1 s: never claimed 127\.0\.0\.1:%d; "
                 r"rolled back, gen 1 keeps serving" % port, timeout=10, since=since)
     assert time.monotonic() - t0 >= 0.9, "rolled back before the ready timeout"
     pid2 = hr.gen_pids[2]
@@ -297,12 +239,12 @@ def test_rollback_when_new_generation_never_binds(launch, load, tmp_path):
 
 
 def test_sighup_during_reload_is_queued(launch, load):
-    """SIGHUPs that arrive while a reload is in flight (here: gen 1 drains a slow request) make exactly one
-    more reload, started once the current one is over."""
+    """SIGHUPs that arrive while a reload is in flight (gen 2 starting or on trial) make exactly one more
+    reload, started as soon as the current one is reported: not held up while gen 1 drains a slow request."""
     port = free_port()
-    hr = launch(server_argv("threads", port))
+    hr = launch(server_argv("threads", port), options=["--rollback-window", "0.3"])
     pid1 = hr.wait_ready(1)
-    slow = start_accepted_slow(port, pid1, 1500)
+    slow = start_accepted_slow(port, pid1, 4000)
     ld = load(port, threads=4)
     ld.wait_requests(10)
 
@@ -314,10 +256,15 @@ def test_sighup_during_reload_is_queued(launch, load):
     hr.signal(signal.SIGHUP)
     hr.wait_for(r"SIGHUP: reload queued", since=since)
     hr.wait_for(r"gen 2 ready in", since=since)
-    hr.wait_for(r"gen 1 gone", timeout=15, since=since)
+    hr.wait_for(r"reload 1: gen 2 \(pid \d+\) serving", since=since)
     m_start = hr.wait_for(r"starting the queued reload", since=since)
     hr.wait_for(r"gen 3 started", since=since)
-    hr.wait_for(r"reload complete: gen 3 serving", timeout=15, since=since)
+    m_done = hr.wait_for(r"reload 2: gen 3 \(pid \d+\) serving", timeout=15, since=since)
+    # The fix-forward deploy is done in well under a second (start + 0.3 s window), while gen 1 still drains.
+    took = line_time(m_done.string) - line_time(m_start.string)
+    assert took < 1.0, "the queued reload took %.2f s" % took
+    assert pid_alive(pid1), "gen 1 was stopped before its slow request was done"
+    hr.wait_for(r"gen 1 gone", timeout=15, since=since)
     slow.join(10)
     assert slow.error is None and reply_pid(slow.body) == pid1, (slow.error, slow.body)
     pid3 = hr.gen_pids[3]
@@ -329,11 +276,12 @@ def test_sighup_during_reload_is_queued(launch, load):
     assert sum("reload queued" in l for l in log) == 1, "\n".join(log)
     assert sum("SIGHUP: reloading" in l for l in log) == 1, "\n".join(log)
     assert sum("starting the queued reload" in l for l in log) == 1, "\n".join(log)
-    # The queued reload starts only once gen 1 is gone (the first reload is over).
-    i_gone = next(i for i, l in enumerate(log) if "gen 1 gone" in l)
+    # The queued reload starts once the first one is reported, and is over before gen 1 is gone.
+    i_report = next(i for i, l in enumerate(log) if "reload 1: gen 2" in l)
     i_queued = next(i for i, l in enumerate(log) if "starting the queued reload" in l)
-    assert i_gone < i_queued, "\n".join(log)
-    assert m_start is not None
+    i_report2 = next(i for i, l in enumerate(log) if "reload 2: gen 3" in l)
+    i_gone = next(i for i, l in enumerate(log) if "gen 1 gone" in l)
+    assert i_report < i_queued < i_report2 < i_gone, "\n".join(log)
     assert sorted(hr.gen_pids) == [1, 2, 3], "generations started: %r\n%s" % (sorted(hr.gen_pids), "\n".join(log))
     assert hr.stop() == 0
     assert sorted(hr.gen_pids) == [1, 2, 3], "a fourth generation was started:\n%s" % hr.log()
@@ -361,7 +309,7 @@ def test_drain_timeout_and_kill_escalation(launch, load, tmp_path):
     hr.wait_for(r"gen 1: sending SIGTERM to process group %d" % pid1)
     hr.wait_for(r"gen 1: still running 0\.5 s after SIGTERM; sending SIGKILL")
     hr.wait_for(r"gen 1 gone")
-    hr.wait_for(r"reload complete: gen 2 serving")
+    hr.wait_for(r"reload 1: gen 1 drained \d+ connections? in 0\.\d+ s, stopped by SIGTERM", since=since)
     elapsed = time.monotonic() - t0
     assert 1.0 <= elapsed < 8, "drain 0.5 s + kill 0.5 s took %.2f s" % elapsed
     wait_until(lambda: not pid_alive(pid1) and not group_alive(pid1), 5, "gen 1 to be gone")

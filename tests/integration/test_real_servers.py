@@ -153,7 +153,7 @@ def assert_load_clean(ld, reloads):
 
 def assert_reloads_clean(hr, reloads):
     log = hr.log()
-    assert len(re.findall(r"reload complete: gen \d+ serving", log)) == reloads, log
+    assert len(re.findall(r"reload \d+: gen \d+ \(pid \d+\) serving", log)) == reloads, log
     assert "rolled back" not in log, "a reload was rolled back:\n" + log
     assert "drain timeout" not in log and "SIGKILL" not in log, "a generation did not stop gracefully:\n" + log
     crash = re.search(r".*(Unhandled|Traceback|Segmentation fault|core dumped|Aborted).*", log)
