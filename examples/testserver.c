@@ -19,8 +19,8 @@
  * GET /slow?ms=N delays the reply by N milliseconds (N <= 60000).
  *
  * --notify-after MS sends READY=1 to $NOTIFY_SOCKET (sd_notify) MS milliseconds after listening, from a
- * thread, while the server already accepts. The word "exitafter=MS" in the --mode-file makes an iterative
- * server exit with status 1 MS milliseconds after listening, between two requests.
+ * thread, while the server already accepts. The word "exitafter=MS" in the --mode-file makes an iterative,
+ * accept4 or epoll server exit with status 1 MS milliseconds after listening, with no request in flight.
  *
  * Build:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread \
@@ -538,8 +538,11 @@ static void ep_ctl(int op, int fd, uint32_t events, void *ptr)
         die("epoll_ctl");
 }
 
+static int g_epoll_live;   /* connections the epoll model holds */
+
 static void conn_close(struct conn *c, int served)
 {
+    g_epoll_live--;
     if (c->registered)
         ep_ctl(EPOLL_CTL_DEL, c->fd, 0, NULL);
     close(c->fd);
@@ -656,6 +659,16 @@ static void run_epoll(int lfd)
             }
         }
 
+        /* exitafter: stop accepting, finish what is in flight, then exit */
+        if (g_exit_now) {
+            if (listener_active)
+                ep_ctl(EPOLL_CTL_DEL, lfd, 0, NULL);
+            listener_active = 0;
+            listener_resume = INT64_MAX;
+            if (g_epoll_live == 0)
+                exit_if_due();
+        }
+
         struct epoll_event evs[64];
         int n = epoll_wait(g_ep, evs, 64, timeout);
         if (n < 0) {
@@ -688,6 +701,7 @@ static void run_epoll(int lfd)
                         die("accept4");
                     }
                     struct conn *nc = xmalloc(sizeof *nc);
+                    g_epoll_live++;
                     nc->fd = fd;
                     nc->state = C_READ;
                     nc->len = 0;

@@ -183,10 +183,7 @@ std::string status_text(const StatusReport &s) {
     for (const auto &l : s.listeners) ls += " " + escape_text(l);
     out += "listeners:" + (ls.empty() ? std::string(" none") : ls) + "\n";
     out += "reloads: " + std::to_string(s.reloads_total) + " total, " + std::to_string(s.reloads_failed) + " failed\n";
-    if (s.has_last) {
-        out += "last reload: " + reload_text(s.last) + "\n";
-        if (s.last.drain_ms >= 0 && s.last.outcome == "ok") out += "last drain: " + drain_text(s.last) + "\n";
-    }
+    if (s.has_last) out += "last reload: " + reload_text(s.last) + "\n";
     return out;
 }
 

@@ -285,7 +285,7 @@ std::string Supervisor::rollback_reason(const Gen &g, GenEvent e) const {
     }
     if (g.exec_error) return "could not be executed: " + std::string(strerror(g.exec_error));
     if (g.st == GS_TRIAL || g.promoted_ms)
-        return describe_status(g.status) + " " + std::to_string(now_ms() - g.promoted_ms) +
+        return describe_status(g.status) + ", " + std::to_string(now_ms() - g.promoted_ms) +
                " ms after it took over";
     std::string why = describe_status(g.status) + " before it was ready";
     if (!unclaimed(g).empty()) why += " (unclaimed: " + unclaimed(g) + ")";
