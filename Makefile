@@ -59,10 +59,10 @@ $(BUILD)/testserver: examples/testserver.c
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread -o $@ $<
 
 # Unit tests link the pure modules directly (no preload needed for them).
-$(BUILD)/unit/%: tests/unit/%.cc shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc $(HEADERS)
+UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc
+$(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< shim/protocol.cc shim/addr.cc shim/state.cc \
-	    launcher/genstate.cc -lcmocka
+	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< $(UNIT_LINK) -lcmocka
 
 # Preloaded tests exercise the wrappers in a real generation: they run under the launcher, with the shim.
 $(BUILD)/unit/preload_%: tests/unit/preload_%.cc
