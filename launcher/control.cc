@@ -33,7 +33,8 @@ bool make_address(const std::string &path, sockaddr_un *a, std::string *err) {
 } // namespace
 
 Control::~Control() {
-    for (auto &c : clients_) close(c.fd);
+    for (auto &c : clients_)
+        if (c.fd >= 0) close(c.fd);
     if (lfd_ >= 0) close(lfd_);
 }
 
@@ -92,6 +93,8 @@ bool Control::open(const std::string &path, std::string *err) {
 
 void Control::add_pollfds(std::vector<pollfd> *pfds, int64_t now) {
     if (lfd_ < 0) return;
+    for (size_t i = clients_.size(); i-- > 0;)
+        if (clients_[i].fd < 0) clients_.erase(clients_.begin() + long(i));
     pfds->push_back({clients_.size() < kMaxClients ? lfd_ : -1, POLLIN, 0});
     for (auto &c : clients_) {
         short ev = c.have_request ? 0 : POLLIN;
@@ -103,13 +106,13 @@ void Control::add_pollfds(std::vector<pollfd> *pfds, int64_t now) {
 int64_t Control::next_deadline() const {
     int64_t d = -1;
     for (const auto &c : clients_)
-        if (!c.have_request && (d < 0 || c.deadline < d)) d = c.deadline;
+        if (c.fd >= 0 && !c.have_request && (d < 0 || c.deadline < d)) d = c.deadline;
     return d;
 }
 
 void Control::drop(size_t i) {
-    close(clients_[i].fd);
-    clients_.erase(clients_.begin() + long(i));
+    if (clients_[i].fd >= 0) close(clients_[i].fd);
+    clients_[i].fd = -1;
 }
 
 // Writes what it can without blocking. False if the peer is gone or the reply is complete and the
@@ -134,6 +137,7 @@ std::vector<ControlRequest> Control::service(const std::vector<pollfd> &pfds, si
     std::vector<bool> keep(nclients, true);
     for (size_t i = 0; i < nclients; ++i) {
         Client &c = clients_[i];
+        if (c.fd < 0) continue; // answered and closed since add_pollfds()
         short rev = pfds[first + 1 + i].revents;
         if (rev & POLLOUT) keep[i] = flush(c);
         if (keep[i] && !c.have_request && (rev & (POLLIN | POLLHUP | POLLERR))) {
@@ -162,7 +166,7 @@ std::vector<ControlRequest> Control::service(const std::vector<pollfd> &pfds, si
         }
     }
     for (size_t i = nclients; i-- > 0;)
-        if (!keep[i] || (!clients_[i].have_request && now >= clients_[i].deadline)) drop(i);
+        if (clients_[i].fd >= 0 && (!keep[i] || (!clients_[i].have_request && now >= clients_[i].deadline))) drop(i);
     if (!(pfds[first].revents & POLLIN)) return requests;
     for (;;) {
         int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -196,7 +200,7 @@ std::vector<ControlRequest> Control::service(const std::vector<pollfd> &pfds, si
 void Control::reply(int client, const std::string &text, bool close_after) {
     for (size_t i = 0; i < clients_.size(); ++i) {
         Client &c = clients_[i];
-        if (c.id != client) continue;
+        if (c.id != client || c.fd < 0) continue;
         c.out += text;
         c.close_after = close_after;
         if (!flush(c)) drop(i);
@@ -206,6 +210,7 @@ void Control::reply(int client, const std::string &text, bool close_after) {
 
 void Control::shutdown() {
     for (auto &c : clients_) {
+        if (c.fd < 0) continue;
         // A short blocking write of what is left: the replies are small.
         int flags = fcntl(c.fd, F_GETFL);
         fcntl(c.fd, F_SETFL, flags & ~O_NONBLOCK);

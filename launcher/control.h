@@ -49,6 +49,8 @@ private:
         bool close_after = false;
         int64_t deadline = 0; // for the request line to arrive
     };
+    // Closes a client's connection. Its entry stays (fd -1) until the next add_pollfds(): between
+    // add_pollfds() and service(), entries must keep their places (service() reads revents by index).
     void drop(size_t i);
     bool flush(Client &c);
     int lfd_ = -1;
