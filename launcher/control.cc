@@ -77,7 +77,7 @@ bool Control::open(const std::string &path, std::string *err) {
     int rc = bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
     int e = errno;
     umask(old);
-    if (rc < 0 || listen(fd, 16) < 0 || chmod(path.c_str(), 0600) < 0 || stat(path.c_str(), &st) < 0) {
+    if (rc < 0 || listen(fd, 64) < 0 || chmod(path.c_str(), 0600) < 0 || stat(path.c_str(), &st) < 0) {
         if (rc == 0) e = errno;
         *err = "unable to create control socket " + path + ": " + strerror(e);
         if (rc == 0) unlink(path.c_str());
@@ -95,7 +95,7 @@ void Control::add_pollfds(std::vector<pollfd> *pfds, int64_t now) {
     if (lfd_ < 0) return;
     for (size_t i = clients_.size(); i-- > 0;)
         if (clients_[i].fd < 0) clients_.erase(clients_.begin() + long(i));
-    pfds->push_back({clients_.size() < kMaxClients ? lfd_ : -1, POLLIN, 0});
+    pfds->push_back({clients_.size() < kMaxClients ? lfd_ : -1, POLLIN, 0}); // at the cap: left in the backlog
     for (auto &c : clients_) {
         short ev = c.have_request ? 0 : POLLIN;
         if (!c.out.empty()) ev |= POLLOUT;
@@ -169,6 +169,10 @@ std::vector<ControlRequest> Control::service(const std::vector<pollfd> &pfds, si
         if (clients_[i].fd >= 0 && (!keep[i] || (!clients_[i].have_request && now >= clients_[i].deadline))) drop(i);
     if (!(pfds[first].revents & POLLIN)) return requests;
     for (;;) {
+        // At the cap, further connections wait in the listen backlog until a client is done.
+        size_t live = 0;
+        for (const auto &c : clients_) live += c.fd >= 0;
+        if (live >= kMaxClients) break;
         int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) break;
         // Only root and the launcher's user: the kernel says who is at the other end.
@@ -183,10 +187,6 @@ std::vector<ControlRequest> Control::service(const std::vector<pollfd> &pfds, si
             logf("control: refused a connection from uid %u (pid %d)", unsigned(cr.uid), int(cr.pid));
             close(fd);
             continue;
-        }
-        if (clients_.size() >= kMaxClients) {
-            close(fd);
-            break;
         }
         Client c;
         c.id = next_id_++;

@@ -127,7 +127,8 @@ std::string reload_text(const ReloadReport &r) {
         return (r.number ? "reload " + n + " aborted: " : "reload aborted: ") + escape_text(r.reason);
     if (r.outcome == "rolled_back") {
         std::string out = "reload " + n + " failed: gen " + gen + " " + escape_text(r.reason);
-        if (r.previous_generation) out += "; rolled back, gen " + prev + " keeps serving";
+        if (r.previous_generation && r.resumed) out += "; rolled back, gen " + prev + " keeps serving";
+        else out += "; no generation is left to serve: stopping";
         return out;
     }
     std::string out = "reload " + n + ": gen " + gen + " (pid " + std::to_string(r.pid) + ") serving; ready in " +
@@ -138,6 +139,7 @@ std::string reload_text(const ReloadReport &r) {
     } else if (r.drained_connections >= 0) {
         out += "; gen " + prev + " draining " + plural(r.drained_connections, "connection");
     }
+    if (!r.reason.empty()) out += "; warning: gen " + gen + " " + escape_text(r.reason);
     return out;
 }
 

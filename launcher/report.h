@@ -17,7 +17,8 @@ struct ReloadReport {
     int previous_generation = 0;
     int64_t started_at_ms = 0; // CLOCK_REALTIME, ms
     int64_t ready_ms = -1;     // start to ready; -1: it never was
-    std::string reason;        // why it was rolled back or aborted
+    std::string reason;        // why it was rolled back or aborted (or, ok, what was odd)
+    bool resumed = true;       // rolled back: the previous generation serves again (false: none is left)
     // The previous generation's drain, filled in as it goes on after the report (see `status`).
     int drained_connections = -1; // connections it held when it stopped accepting; -1: it never stopped
     int64_t drain_ms = -1;        // from stopping accepting to the stop signal (or its exit); -1: still draining

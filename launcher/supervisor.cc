@@ -235,7 +235,7 @@ bool Supervisor::idle(Gen &g) {
 // Stop accepting: the flag first (the shim re-checks it around every accept), then the wake-up. A paused
 // generation may still resume (standby); for_report: its drain is the current reload's.
 void Supervisor::pause(Gen &g, bool for_report) {
-    if (g.shm) g.shm->draining.store(1, std::memory_order_seq_cst);
+    if (g.shm) g.shm->draining.store(for_report ? kStandby : kDraining, std::memory_order_seq_cst);
     if (g.wake >= 0) {
         uint64_t one = 1;
         ssize_t w = write(g.wake, &one, sizeof one);
@@ -253,6 +253,7 @@ void Supervisor::pause(Gen &g, bool for_report) {
 // Drain for good: arm the drain deadline (counted from when it stopped accepting) and check idle now.
 void Supervisor::drain(Gen &g) {
     if (!g.paused_ms) pause(g, false);
+    if (g.shm) g.shm->draining.store(kDraining, std::memory_order_seq_cst); // for good: no more quick re-checks
     const int64_t now = now_ms();
     g.deadline_ms = std::max(now, g.paused_ms + int64_t(opts_.drain_timeout * 1000));
     g.next_check_ms = 0;
@@ -342,7 +343,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
             standby_ = nullptr;
             fire(*old, EV_RELEASE);
         }
-        if (current_ && current_->generation == g.n) finish_reload("ok", "");
+        if (current_ && current_->generation == g.n) finish_reload("ok", current_->reason);
         prune_due_ = true;
         break;
     }
@@ -358,7 +359,10 @@ void Supervisor::fire(Gen &g, GenEvent e) {
             else logf("gen %d %s; gen %d keeps serving", g.n, why.c_str(), serving_->n);
         } else {
             logf("gen %d %s", g.n, why.c_str());
-            if (current_) finish_reload("rolled_back", why + "; no generation is left to serve");
+            if (current_) {
+                current_->resumed = false;
+                finish_reload("rolled_back", why);
+            }
             if (g.main_exited) {
                 exit_status_ = g.exec_error ? (g.exec_error == ENOENT ? kExitNotFound : kExitNotExecutable)
                                             : exit_code_of(g.status);
@@ -388,7 +392,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         // The wake-up first (waiters must not see it readable once accepting), then the flag.
         uint64_t v;
         if (g.wake >= 0 && read(g.wake, &v, sizeof v) < 0) debugf("gen %d: wake-up already clear", g.n);
-        if (g.shm) g.shm->draining.store(0, std::memory_order_seq_cst);
+        if (g.shm) g.shm->draining.store(kAccepting, std::memory_order_seq_cst);
         g.paused_ms = 0;
         g.conns_at_pause = -1;
         g.drain_reload = 0;
@@ -401,9 +405,15 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     case A_DRAIN:
     case A_CONTINUE: drain(g); break;
     case A_STOP:
-        logf("gen %d: sending %s to process group %d", g.n, signal_name(opts_.stop_signal), int(g.pid));
-        kill(-g.pid, opts_.stop_signal);
-        if (!g.stop_sent_ms) g.stop_sent_ms = now;
+        if (g.main_exited && group_empty(g.pid)) {
+            // Nothing left to signal (it exited on its own): its group is empty, and the number may be
+            // another process's by now. The next check of empty groups makes it gone.
+            debugf("gen %d: no process left to stop", g.n);
+        } else {
+            logf("gen %d: sending %s to process group %d", g.n, signal_name(opts_.stop_signal), int(g.pid));
+            kill(-g.pid, opts_.stop_signal);
+            if (!g.stop_sent_ms) g.stop_sent_ms = now;
+        }
         drain_over(g, now);
         g.deadline_ms = now + int64_t(opts_.kill_timeout * 1000);
         break;
@@ -484,6 +494,17 @@ void Supervisor::start_check(Gen &g) {
 void Supervisor::maybe_confirm(Gen &g) {
     if (g.st != GS_TRIAL || g.check_pid > 0) return;
     if (!g.check_failure.empty()) {
+        // Rolling back to nothing would stop the only generation left: the one it replaced exited
+        // meanwhile. Keep it, and say so (the first generation has nothing to keep: it stops).
+        if (!standby_ && gen_counter_ > 1 && current_ && current_->generation == g.n) {
+            logf("warning: gen %d %s, but gen %d, which it replaced, is gone: keeping gen %d", g.n,
+                 g.check_failure.c_str(), current_->previous_generation, g.n);
+            current_->reason = g.check_failure + ", but gen " + std::to_string(current_->previous_generation) +
+                               " it replaced is gone: nothing to roll back to";
+            g.check_failure.clear();
+            fire(g, EV_CONFIRMED);
+            return;
+        }
         fire(g, EV_CHECK_FAILED);
         return;
     }
@@ -576,8 +597,10 @@ void Supervisor::on_notify(Gen &g) {
         NotifyMessage m;
         if (!notify_read(g.notify, &m)) return;
         if (m.sender <= 0 || (m.sender != g.pid && getpgid(m.sender) != g.pid)) {
-            logf("warning: gen %d: ignored a notification from pid %d, which is not one of its processes", g.n,
-                 int(m.sender));
+            // Anyone can reach an abstract socket: say so a few times, not once per datagram.
+            if (++g.foreign_notifications <= 3)
+                logf("warning: gen %d: ignored a notification from pid %d, which is not one of its processes%s",
+                     g.n, int(m.sender), g.foreign_notifications == 3 ? " (further ones are not logged)" : "");
             continue;
         }
         if (!m.status.empty()) debugf("gen %d: STATUS=%s", g.n, escape_text(m.status).c_str());
@@ -844,8 +867,10 @@ void Supervisor::on_control(const ControlRequest &r) {
     } else if (r.command == "reload") {
         request_reload("control", r.client, r.json);
     } else if (r.command == "stop") {
+        // Idempotent: a deploy script that asks again (after its --timeout) waits for the same stop;
+        // only signals escalate to stopping now.
         stop_waiters_.push_back(r.client);
-        request_stop("control");
+        if (!shutdown_requests_) request_stop("control");
     } else {
         control_.reply(r.client, "125\nhotrestart: unknown control command '" + escape_text(r.command) + "'\n", true);
     }

@@ -36,6 +36,7 @@ struct Gen {
     bool accepting = false; // some process accepts or waits for connections on a shared socket
     int registered = 0;     // sockets this generation listened on itself
     bool notified_ready = false; // READY=1 from one of its processes
+    int foreign_notifications = 0; // datagrams on its NOTIFY_SOCKET from processes not of it
     bool main_exited = false;
     int status = 0;         // wait status of the main process
     int exec_error = 0;     // errno if PROGRAM could not be executed

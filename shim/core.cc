@@ -166,7 +166,7 @@ Wait wait_readable(int fd, bool draining) {
         if (!sliced) p[n++] = {g.local_wake.load(std::memory_order_acquire), POLLIN, 0};
         // Wake at least once a second to close inherited sockets the launcher released meanwhile, and
         // every kDrainSliceMs while draining (see wait_outcome()).
-        const int slice = sliced ? 100 : draining ? kDrainSliceMs : 1000;
+        const int slice = sliced ? 100 : draining ? drain_slice(-1) : 1000;
         const int wait = (left < 0 || left > slice) ? slice : left;
         int r = real_poll(n ? p : nullptr, n, wait);
         if (r < 0) return errno == EINTR ? W_EINTR : W_READY;

@@ -85,8 +85,14 @@ int wait_outcome(Wait w, int fd, bool draining_accept);
 // While draining, a poll/select/epoll wait with no (or a long) timeout returns 0 at least this often: a
 // stop signal that lands just before the wait blocks (the classic race in interpreters that run handlers
 // between calls) would otherwise leave it blocked until SIGKILL, since shared sockets no longer wake it.
+// While standing by (the launcher's rollback window) the slice is short: if the newer generation fails,
+// the launcher lowers the flag and nothing would wake this wait, so accepting resumes within a slice.
 constexpr int kDrainSliceMs = 500;
-inline int drain_slice(int left) { return (left < 0 || left > kDrainSliceMs) ? kDrainSliceMs : left; }
+constexpr int kStandbySliceMs = 20;
+inline int drain_slice(int left) {
+    const int slice = g.acct.standby() ? kStandbySliceMs : kDrainSliceMs;
+    return (left < 0 || left > slice) ? slice : left;
+}
 
 // Monotonic milliseconds, and what is left of a caller's timeout (negative: none) that began at start.
 int64_t mono_ms();

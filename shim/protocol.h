@@ -80,10 +80,15 @@ const char *msg_check(const Msg *m, size_t len, int nfds_received);
 // Accounting rule: a process increments conns (and its slot) *before* it calls accept(), then checks
 // draining; the launcher sets draining *before* it reads conns. With sequentially consistent atomics one
 // of the two always sees the other, so no connection can be accepted after the launcher saw zero.
+// Values of Shared::draining.
+constexpr uint32_t kAccepting = 0;
+constexpr uint32_t kDraining = 1; // for good: a newer generation serves, or the launcher stops
+constexpr uint32_t kStandby = 2;  // paused during a rollback window: may go back to kAccepting any moment
+
 struct Shared {
     uint32_t magic;
     uint32_t version;
-    std::atomic<uint32_t> draining;
+    std::atomic<uint32_t> draining; // kAccepting, kDraining, kStandby
     std::atomic<int32_t> conns;  // live accepted connections (fds) of the whole generation
     std::atomic<uint32_t> slotless; // some process had no slot: Slot counts alone are incomplete
     // Bit i set by the launcher: inherited socket i was released (no generation claimed it); processes of

@@ -70,7 +70,9 @@ struct Accounting {
     void free_slot();
     void add(int32_t n);
     bool sub(int32_t n);
-    bool draining() const { return shared && shared->draining.load(std::memory_order_seq_cst) != 0; }
+    bool draining() const { return shared && shared->draining.load(std::memory_order_seq_cst) != kAccepting; }
+    // Paused, not drained for good: waits re-check often so that a resume is acted on at once.
+    bool standby() const { return shared && shared->draining.load(std::memory_order_relaxed) == kStandby; }
 };
 
 // Launcher side: live connections of the generation, counting only slots whose process still exists

@@ -247,6 +247,27 @@ def test_failing_ready_check_rolls_back(launch, load, ctl_dir, tmp_path):
     hr.assert_no_process_left()
 
 
+def test_failed_check_with_nothing_to_roll_back_to_keeps_the_new_generation(launch, ctl_dir, tmp_path):
+    """The generation standing by died during the trial (here: the check kills it), then the check fails:
+    rolling back to nothing would be an outage. The new generation is kept and the report says why."""
+    port = free_port()
+    victim = tmp_path / "victim"
+    check = ('test "$HOTRESTART_GENERATION" = 1 || { P=$(cat %s); kill -KILL $P; '
+             'while kill -0 $P 2>/dev/null; do sleep 0.01; done; exit 1; }' % victim)
+    hr, ctl = launch_ctl(launch, ctl_dir, server_argv("threads", port), ["--ready-check", check])
+    pid1 = hr.wait_ready(1)
+    victim.write_text("%d\n" % pid1)
+    rc, rep = ctl.reload()
+    assert rc == 0, (rep, hr.log())
+    assert rep["outcome"] == "ok" and rep["generation"] == 2, rep
+    assert "nothing to roll back to" in rep["reason"], rep
+    assert "warning: gen 2 failed its --ready-check" in rep["text"], rep
+    assert reply_pid(http_get(port)) == hr.gen_pids[2]
+    assert ctl.status()["serving"]["generation"] == 2
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
 def test_ready_check_reaches_the_new_generation(launch, ctl_dir):
     """The check's own requests are served by the generation on trial (the old one stands by)."""
     port = free_port()
@@ -397,6 +418,36 @@ def test_stop_waits_and_returns_the_exit_status(launch, ctl_dir):
     hr.assert_no_process_left()
     rc, out, err = ctl.run("status")
     assert rc == 125 and "no launcher at %s" % ctl.path in err, (rc, err)
+
+
+def test_stop_asked_again_does_not_cut_requests(launch, ctl_dir):
+    """A script whose `stop --timeout` ran out asks again: it waits for the same graceful stop."""
+    port = free_port()
+    hr, ctl = launch_ctl(launch, ctl_dir, server_argv("threads", port))
+    pid1 = hr.wait_ready(1)
+    slow = start_accepted_slow(port, pid1, 2000)
+    rc, out, err = ctl.run("stop", "--timeout", "0.3")
+    assert rc == 124, (rc, out, err)
+    rc, out, err = ctl.run("stop")
+    assert rc == 0, (rc, out, err)
+    slow.join(10)
+    assert slow.error is None and reply_pid(slow.body) == pid1, (slow.error, slow.body)
+    assert "stopping now" not in hr.log(), hr.log()
+    hr.assert_no_process_left()
+
+
+def test_many_concurrent_clients_all_answered(launch, ctl_dir):
+    """More clients at once than the launcher serves at a time (64): the others wait, none is dropped."""
+    port = free_port()
+    hr, ctl = launch_ctl(launch, ctl_dir, server_argv("iterative", port), ["--ready", "0.3", "--rollback-window", "0"])
+    hr.wait_ready(1)
+    procs = [ctl.start("reload") for _ in range(80)]
+    codes = []
+    for p in procs:
+        p.communicate(timeout=60)
+        codes.append(p.returncode)
+    assert codes == [0] * 80, codes
+    assert hr.stop() == 0
 
 
 def test_reload_while_stopping_is_aborted(launch, ctl_dir):
