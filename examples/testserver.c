@@ -20,7 +20,9 @@
  *
  * --notify-after MS sends READY=1 to $NOTIFY_SOCKET (sd_notify) MS milliseconds after listening, from a
  * thread, while the server already accepts. The word "exitafter=MS" in the --mode-file makes an iterative,
- * accept4 or epoll server exit with status 1 MS milliseconds after listening, with no request in flight.
+ * accept4 or epoll server exit with status 1 MS milliseconds after listening, with no request in flight;
+ * "killafter=MS" makes it SIGKILL itself instead (a crash). --start-delay MS sleeps before binding (a slow
+ * start-up).
  *
  * Build:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread \
@@ -63,7 +65,8 @@ enum mode { MODE_SERVE, MODE_EXIT1, MODE_NOBIND, MODE_IGNORETERM, MODE_CRASH, MO
 static const char *g_tag = "v1";
 static int g_crash;        /* abort() after the first served request */
 static int g_ignoreterm;   /* SIGTERM (and SIGINT) ignored */
-static long g_exit_after_ms;             /* exitafter=MS mode */
+static long g_exit_after_ms;             /* exitafter=MS and killafter=MS modes */
+static int g_exit_by_kill;               /* killafter: SIGKILL itself instead of exit(1) */
 static volatile sig_atomic_t g_exit_now; /* set by SIGALRM in exitafter mode */
 
 /* ------------------------------------------------------------------ */
@@ -244,6 +247,10 @@ static void wait_fd(int fd, short events)
 static void exit_if_due(void)
 {
     if (g_exit_now) {
+        if (g_exit_by_kill) {
+            fprintf(stderr, "testserver: killafter: SIGKILL pid=%ld\n", (long)getpid());
+            kill(getpid(), SIGKILL);
+        }
         fprintf(stderr, "testserver: exitafter: exiting with status 1 pid=%ld\n", (long)getpid());
         exit(1);
     }
@@ -752,7 +759,7 @@ static void usage(FILE *f)
         "usage: testserver --port P [--host ADDR] [--backlog N]\n"
         "                  [--model iterative|threads|prefork|epoll|accept4]\n"
         "                  [--workers N] [--tag STR] [--mode-file PATH]\n"
-        "                  [--notify-after MS]\n");
+        "                  [--notify-after MS] [--start-delay MS]\n");
 }
 
 static enum mode read_mode_file(const char *path)
@@ -775,8 +782,9 @@ static enum mode read_mode_file(const char *path)
         return MODE_IGNORETERM;
     if (strcmp(word, "crash") == 0)
         return MODE_CRASH;
-    if (strncmp(word, "exitafter=", 10) == 0) {
+    if (strncmp(word, "exitafter=", 10) == 0 || strncmp(word, "killafter=", 10) == 0) {
         g_exit_after_ms = atol(word + 10);
+        g_exit_by_kill = word[0] == 'k';
         return MODE_EXITAFTER;
     }
     fprintf(stderr, "testserver: unknown mode '%s' in %s, serving normally\n",
@@ -860,6 +868,7 @@ static void on_alarm(int sig)
 }
 
 static long g_notify_after_ms = -1;
+static long g_start_delay_ms;
 
 /* sd_notify's READY=1, by hand: a datagram to $NOTIFY_SOCKET ("@name" is abstract). */
 static void *notify_thread(void *arg)
@@ -944,6 +953,8 @@ int main(int argc, char **argv)
             workers = parse_long("--workers", val, 1, MAX_WORKERS);
         else if (strcmp(name, "--tag") == 0)
             g_tag = val;
+        else if (strcmp(name, "--start-delay") == 0)
+            g_start_delay_ms = parse_long("--start-delay", val, 0, 600000);
         else if (strcmp(name, "--notify-after") == 0)
             g_notify_after_ms = parse_long("--notify-after", val, 0, 600000);
         else if (strcmp(name, "--mode-file") == 0)
@@ -1009,6 +1020,8 @@ int main(int argc, char **argv)
     else
         install_exit_handlers();
 
+    if (g_start_delay_ms > 0)
+        sleep_ms(g_start_delay_ms);
     int bound_port;
     int lfd = make_listener(host, port, (int)backlog, model == M_EPOLL,
                             &bound_port);

@@ -37,6 +37,9 @@ const char kHelp[] =
     "  --ready-check CMD      run CMD (/bin/sh -c) once a new generation is ready; non-zero rolls back\n"
     "  --rollback-window SEC  the old generation stands by SEC after the new one takes over, and serves\n"
     "                         again if the new one fails meanwhile (default 2; 0: none)\n"
+    "  --restart POLICY       no (default), on-failure, always: start a new generation at once when the\n"
+    "                         serving one exits on its own (on-failure: non-zero or a signal); repeated\n"
+    "                         failures back off from 100 ms, doubling, to 10 s\n"
     "  --ready-timeout SEC    a new generation must be ready within SEC (default 30)\n"
     "  --drain-timeout SEC    wait at most SEC for the old generation's connections (default 30)\n"
     "  --stop-signal SIG      signal that stops a generation, name or number (default TERM)\n"
@@ -124,7 +127,7 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",
                                                  "--stop-signal", "--kill-timeout", "--shim", "--control",
-                                                 "--ready", "--ready-check", "--rollback-window"};
+                                                 "--ready", "--ready-check", "--rollback-window", "--restart"};
         bool known = false;
         for (const char *w : with_value) known = known || name == w;
         if (!known) {
@@ -154,6 +157,14 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
                 o->ready = READY_DELAY;
             } else {
                 *msg = "invalid --ready '" + value + "': expected listen, notify or a number of seconds > 0";
+                return PARSE_ERROR;
+            }
+        } else if (name == "--restart") {
+            if (value == "no") o->restart = RESTART_NO;
+            else if (value == "on-failure") o->restart = RESTART_ON_FAILURE;
+            else if (value == "always") o->restart = RESTART_ALWAYS;
+            else {
+                *msg = "invalid --restart '" + value + "': expected no, on-failure or always";
                 return PARSE_ERROR;
             }
         } else if (name == "--rollback-window") {

@@ -18,6 +18,9 @@ enum ReadyMode {
     READY_DELAY,  // READY_LISTEN, then still alive ready_delay seconds later
 };
 
+// --restart: what happens when the serving generation's main process exits on its own.
+enum RestartPolicy { RESTART_NO, RESTART_ON_FAILURE, RESTART_ALWAYS };
+
 struct Options {
     std::string pid_file;
     std::string control;  // --control PATH: the control socket; empty: none
@@ -28,6 +31,7 @@ struct Options {
     // resumes if the new one fails meanwhile. 2 s catches a program that dies right after it starts to
     // serve (a lazy start-up error) and costs nothing but a later report and a paused old process.
     double rollback_window = 2;
+    RestartPolicy restart = RESTART_NO;
     double ready_timeout = 30;
     double drain_timeout = 30;
     double kill_timeout = 10;

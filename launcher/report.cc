@@ -184,7 +184,8 @@ std::string status_text(const StatusReport &s) {
     std::string ls;
     for (const auto &l : s.listeners) ls += " " + escape_text(l);
     out += "listeners:" + (ls.empty() ? std::string(" none") : ls) + "\n";
-    out += "reloads: " + std::to_string(s.reloads_total) + " total, " + std::to_string(s.reloads_failed) + " failed\n";
+    out += "reloads: " + std::to_string(s.reloads_total) + " total, " + std::to_string(s.reloads_failed) + " failed";
+    out += "; restarts: " + std::to_string(s.restarts) + "\n";
     if (s.has_last) out += "last reload: " + reload_text(s.last) + "\n";
     return out;
 }
@@ -209,6 +210,7 @@ std::string status_json(const StatusReport &s) {
     for (const auto &l : s.listeners) ls.push_back(jstr(l));
     o.raw("generations", jarr(gens)).raw("listeners", jarr(ls));
     o.raw("reloads", Obj().num("total", s.reloads_total).num("failed", s.reloads_failed).done());
+    o.num("restarts", s.restarts);
     if (s.has_last) o.raw("last_reload", reload_json(s.last));
     else o.null("last_reload");
     return o.done();

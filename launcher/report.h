@@ -53,6 +53,7 @@ struct StatusReport {
     std::vector<std::string> listeners;
     int reloads_total = 0;
     int reloads_failed = 0;
+    int restarts = 0;         // crash restarts (--restart)
     bool has_last = false;
     ReloadReport last;
 };

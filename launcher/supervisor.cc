@@ -35,6 +35,11 @@ constexpr int64_t kStaleAfterMs = 2000;
 // socket cannot keep the launcher from its signals and deadlines.
 constexpr int kMaxMessagesPerTurn = 64;
 constexpr int64_t kReclaimMs = 5000;
+// Crash restarts back off: at once, then 100 ms, doubling up to 10 s; a generation that served 10 s
+// ends the streak.
+constexpr int64_t kBackoffFirstMs = 100;
+constexpr int64_t kBackoffMaxMs = 10000;
+constexpr int64_t kStableMs = 10000;
 
 bool process_alive(int32_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
@@ -345,6 +350,8 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         }
         if (current_ && current_->generation == g.n) finish_reload("ok", current_->reason);
         prune_due_ = true;
+        ever_served_ = true;
+        last_serving_gen_ = g.n;
         break;
     }
     case A_ROLLBACK: {
@@ -363,27 +370,31 @@ void Supervisor::fire(Gen &g, GenEvent e) {
                 current_->resumed = false;
                 finish_reload("rolled_back", why);
             }
-            if (g.main_exited) {
+            if (schedule_restart(g, true)) {
+                // a crash restart that failed too: the next one backs off
+            } else if (g.main_exited) {
                 exit_status_ = g.exec_error ? (g.exec_error == ENOENT ? kExitNotFound : kExitNotExecutable)
                                             : exit_code_of(g.status);
             } else if (e == EV_CHECK_FAILED) {
                 exit_status_ = 1;
                 exit_status_fixed_ = true;
             }
-            begin_shutdown();
+            if (!restart_pending_) begin_shutdown();
         }
         drain(g);
         break;
     }
     case A_LOST: {
         logf("gen %d (pid %d) %s on its own", g.n, int(g.pid), describe_status(g.status).c_str());
-        if (serving_ == &g) {
+        const bool was_serving = serving_ == &g;
+        if (was_serving) {
             serving_ = nullptr;
             exit_status_ = exit_code_of(g.status);
             status_gen_ = g.n;
         }
         if (standby_ == &g) standby_ = nullptr;
-        if (!serving_ && !next_) begin_shutdown();
+        const bool failed = !WIFEXITED(g.status) || WEXITSTATUS(g.status) != 0;
+        if (!serving_ && !next_ && !(was_serving && schedule_restart(g, failed))) begin_shutdown();
         drain(g);
         break;
     }
@@ -399,6 +410,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         g.kernel_zero_since_ms = 0;
         if (current_) current_->drained_connections = -1;
         serving_ = &g;
+        last_serving_gen_ = g.n;
         logf("gen %d accepts again", g.n);
         break;
     }
@@ -701,6 +713,36 @@ void Supervisor::on_deadlines(int64_t now) {
     check_empty();
 }
 
+// --restart: nothing serves any more because gen g failed (or, with always, exited). Keeps every socket
+// and starts a new generation, at once or after the back-off. False when the policy says no, the
+// launcher is stopping, or the program never served (a failing first start is reported, not retried).
+bool Supervisor::schedule_restart(const Gen &g, bool failure) {
+    if (shutdown_requests_ || !ever_served_ || opts_.restart == RESTART_NO) return false;
+    if (opts_.restart == RESTART_ON_FAILURE && !failure) return false;
+    const int64_t now = now_ms();
+    if (g.promoted_ms && now - g.promoted_ms >= kStableMs) crash_streak_ = 0;
+    const int64_t delay =
+        crash_streak_ == 0 ? 0 : std::min(kBackoffMaxMs, kBackoffFirstMs << std::min(crash_streak_ - 1, 8));
+    ++crash_streak_;
+    restart_pending_ = true;
+    restart_at_ms_ = now + delay;
+    if (delay) logf("restarting in %lld ms (--restart %s, failure %d in a row)", (long long)delay,
+                    opts_.restart == RESTART_ALWAYS ? "always" : "on-failure", crash_streak_);
+    else logf("restarting at once (--restart %s)", opts_.restart == RESTART_ALWAYS ? "always" : "on-failure");
+    return true;
+}
+
+void Supervisor::start_restart() {
+    restart_pending_ = false;
+    ++restarts_;
+    Gen *g = start_generation(0);
+    if (!g) {
+        begin_shutdown();
+        return;
+    }
+    next_ = g;
+}
+
 // A reload is in progress from its start until its report: while a generation starts or is on trial.
 // Older generations draining do not hold the next reload up.
 bool Supervisor::reload_in_progress() const {
@@ -728,7 +770,9 @@ void Supervisor::request_reload(const char *who, int client, bool json) {
         return;
     }
     if (client >= 0) pending_waiters_.push_back({client, json});
-    if (reload_in_progress()) {
+    // A reload during a restart's back-off replaces the restart: a fix-forward for a crash loop.
+    const bool restart_waiting = restart_pending_ && !next_ && !serving_;
+    if (reload_in_progress() && !restart_waiting) {
         if (!reload_pending_) logf("%s: reload queued until the current one completes", who);
         reload_pending_ = true;
         return;
@@ -739,11 +783,12 @@ void Supervisor::request_reload(const char *who, int client, bool json) {
 
 void Supervisor::start_reload() {
     reload_pending_ = false;
+    restart_pending_ = false;
     current_waiters_ = std::move(pending_waiters_);
     pending_waiters_.clear();
     current_.reset(new ReloadReport());
     current_->number = ++reload_counter_;
-    current_->previous_generation = serving_->n;
+    current_->previous_generation = serving_ ? serving_->n : last_serving_gen_;
     current_->started_at_ms = realtime_ms();
     Gen *g = start_generation(current_->number);
     if (!g) {
@@ -777,6 +822,7 @@ void Supervisor::finish_reload(const char *outcome, const std::string &reason) {
 void Supervisor::begin_shutdown() {
     if (shutdown_requests_ == 0) shutdown_requests_ = 1;
     reload_pending_ = false;
+    restart_pending_ = false;
     if (serving_) status_gen_ = serving_->n;
     finish_reload("aborted", "the launcher is stopping");
     for (const auto &w : pending_waiters_) {
@@ -830,7 +876,8 @@ StatusReport Supervisor::status() const {
     s.launcher_pid = getpid();
     s.program = opts_.argv;
     s.uptime_s = double(now - started_ms_) / 1000;
-    s.state = shutdown_requests_ ? "stopping" : !serving_ ? "starting" : reload_in_progress() ? "reloading" : "running";
+    s.state = shutdown_requests_ ? "stopping" : restart_pending_ ? "restarting" : !serving_ ? "starting"
+             : reload_in_progress() ? "reloading" : "running";
     auto describe = [&](const Gen &g) {
         GenStatus st;
         st.generation = g.n;
@@ -853,6 +900,7 @@ StatusReport Supervisor::status() const {
     for (const auto &l : registry_.all()) s.listeners.push_back(l.name);
     s.reloads_total = reloads_total_;
     s.reloads_failed = reloads_failed_;
+    s.restarts = restarts_;
     if (!history_.empty()) {
         s.has_last = true;
         s.last = history_.back();
@@ -892,6 +940,15 @@ void Supervisor::after_step() {
         return;
     }
     if (!serving_ && !next_) {
+        if (restart_pending_) {
+            if (reload_pending_) {
+                logf("starting the queued reload instead of the restart");
+                start_reload();
+            } else if (now_ms() >= restart_at_ms_) {
+                start_restart();
+            }
+            return;
+        }
         // The serving generation is lost and nothing replaces it.
         begin_shutdown();
         if (gens_.empty()) done_ = true;
@@ -961,6 +1018,7 @@ int Supervisor::run() {
         auto wake_by = [&](int64_t t) {
             if (t > 0 && (wake_at < 0 || t < wake_at)) wake_at = t;
         };
+        if (restart_pending_) wake_by(restart_at_ms_);
         for (auto &g : gens_) {
             wake_by(g->deadline_ms);
             if (g->st == GS_STARTING && g->listen_ok_ms && opts_.ready == READY_DELAY)

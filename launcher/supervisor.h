@@ -92,7 +92,9 @@ private:
     void request_reload(const char *who, int client, bool json);
     void start_reload();
     void finish_reload(const char *outcome, const std::string &reason);
-    void request_stop(const char *why);
+    void request_stop(const char *who);
+    bool schedule_restart(const Gen &g, bool failure);
+    void start_restart();
     void begin_shutdown();
     void after_step();
     bool reload_in_progress() const;
@@ -127,6 +129,13 @@ private:
     int reloads_failed_ = 0;
     bool reload_pending_ = false;
     bool prune_due_ = false;
+    // Crash restart (--restart): pending restart, its time, the number so far, and the current crash streak.
+    bool ever_served_ = false;
+    int last_serving_gen_ = 0;
+    bool restart_pending_ = false;
+    int64_t restart_at_ms_ = 0;
+    int restarts_ = 0;
+    int crash_streak_ = 0;
     int shutdown_requests_ = 0;
     int status_gen_ = 0;     // whose exit status becomes the launcher's
     int exit_status_ = 0;

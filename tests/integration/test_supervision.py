@@ -3,6 +3,7 @@ loop on a hung-up control socket, crash restart, daemonizing programs refused an
 launcher's own death stopping everything.
 
 Every wait is on an event (a launcher log line, a reply, a process exit) with a deadline."""
+import json
 import os
 import signal
 import socket
@@ -11,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (BUILD, LAUNCHER, PYTHON, free_port, group_alive, group_members, http_get, pid_alive, reply_pid,
-                      server_argv, start_accepted_slow, wait_until, write_mode)
+from conftest import (BUILD, LAUNCHER, PYTHON, free_port, group_alive, group_members, http_get, line_time, pid_alive,
+                      reply_pid, server_argv, start_accepted_slow, wait_until, write_mode)
 
 SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -95,3 +96,66 @@ def test_hung_up_control_socket_does_not_spin(launch):
     assert used < 0.05 * wall, "the launcher used %.2f s of CPU in %.2f s" % (used, wall)
     assert hr.stop() == 0
     hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# crash restart
+
+
+def test_crash_restart_under_load_loses_nothing(launch, load, tmp_path):
+    """--restart on-failure: the serving generation (a server that takes 300 ms to start) is SIGKILLed under
+    load; the launcher keeps the socket and starts a new one at once; clients that connect meanwhile wait in
+    the accept queue and are served."""
+    port = free_port()
+    mode = tmp_path / "mode"
+    write_mode(mode, "killafter=400")
+    control = str(tmp_path / "c.sock")
+    hr = launch(server_argv("iterative", port, extra=["--mode-file", str(mode), "--start-delay", "300"]),
+                options=["--restart", "on-failure", "--control", control])
+    pid1 = hr.wait_ready(1)
+    write_mode(mode, "serve")  # what the restarted generation reads
+    ld = load(port, threads=4)
+    hr.wait_for(r"gen 1 \(pid %d\) was killed by .* on its own" % pid1)
+    hr.wait_for(r"restarting at once \(--restart on-failure\)")
+    pid2 = hr.wait_ready(2)
+    ld.wait_served_by(lambda p: p == pid2, count=50)
+    ld.stop()
+    assert ld.failures == [], ld.failures[:5]
+    assert ld.by_pid.get(pid1, 0) > 0, "gen 1 served nothing: the test proves nothing"
+    st = json.loads(subprocess.run([LAUNCHER, "status", "--json", "--control", control], capture_output=True,
+                                   timeout=10).stdout)
+    assert st["restarts"] == 1 and st["serving"]["pid"] == pid2, st
+    assert hr.stop() == 0, hr.log()
+    hr.assert_no_process_left()
+
+
+def test_crash_loop_backs_off_and_stays_responsive(launch, tmp_path):
+    """A program that fails at once on every restart: restarts back off (100 ms, 200 ms, 400 ms...), and a
+    SIGTERM is still answered at once."""
+    port = free_port()
+    mode = tmp_path / "mode"
+    write_mode(mode, "serve")
+    hr = launch(server_argv("iterative", port, extra=["--mode-file", str(mode)]), options=["--restart", "always"])
+    pid1 = hr.wait_ready(1)
+    write_mode(mode, "exit1")
+    os.kill(pid1, signal.SIGKILL)
+    for n in (2, 3, 4, 5):
+        hr.wait_for(r"gen %d exited with status 1 before it was ready" % n, timeout=15)
+    starts = [hr.wait_for(r"gen %d started" % n, since=0).string for n in (2, 3, 4, 5)]
+    gaps = [line_time(b) - line_time(a) for a, b in zip(starts, starts[1:])]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
+    assert "restarting in 400 ms (--restart always, failure 4 in a row)" in hr.log(), hr.log()
+    t0 = time.monotonic()
+    hr.signal(signal.SIGTERM)
+    hr.wait_exit(5)
+    assert time.monotonic() - t0 < 1.0, "SIGTERM took %.2f s during the back-off" % (time.monotonic() - t0)
+    hr.assert_no_process_left()
+
+
+def test_restart_no_is_the_default(launch):
+    port = free_port()
+    hr = launch(server_argv("iterative", port))
+    pid1 = hr.wait_ready(1)
+    os.kill(pid1, signal.SIGKILL)
+    assert hr.wait_exit(10) == 128 + signal.SIGKILL
+    assert "restarting" not in hr.log()
