@@ -3,6 +3,7 @@
 #include "kernelscan.h"
 #include "log.h"
 #include "notify.h"
+#include "procs.h"
 #include "spawn.h"
 #include "state.h"
 
@@ -43,7 +44,9 @@ constexpr int64_t kStableMs = 10000;
 
 bool process_alive(int32_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
-bool group_empty(pid_t pgid) { return kill(-pgid, 0) < 0 && errno == ESRCH; }
+// No process has process group pgid (cheap; a group that seems alive may be a recycled number: see
+// Supervisor::gen_empty()).
+bool no_such_group(pid_t pgid) { return kill(-pgid, 0) < 0 && errno == ESRCH; }
 
 } // namespace
 
@@ -198,6 +201,7 @@ Gen *Supervisor::start_generation(int reload) {
         return nullptr;
     }
     g->pid = r.pid;
+    g->pidfd = pidfd_open(r.pid); // our unreaped child: the pid is still the one we started
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
     if (r.error == 0) logf("gen %d started (pid %d)", g->n, int(g->pid));
@@ -207,10 +211,12 @@ Gen *Supervisor::start_generation(int reload) {
 }
 
 void Supervisor::release(Gen &g) {
-    for (int *fd : {&g.ctl, &g.wake, &g.shmfd, &g.notify}) {
+    for (int *fd : {&g.ctl, &g.wake, &g.shmfd, &g.notify, &g.pidfd}) {
         if (*fd >= 0) close(*fd);
         *fd = -1;
     }
+    for (auto &s : g.strays) close(s.pidfd);
+    g.strays.clear();
     if (g.shm) munmap(g.shm, kSharedSize);
     g.shm = nullptr;
 }
@@ -290,6 +296,7 @@ std::string Supervisor::rollback_reason(const Gen &g, GenEvent e) const {
         return why + "never claimed " + unclaimed(g);
     }
     if (g.exec_error) return "could not be executed: " + std::string(strerror(g.exec_error));
+    if (g.daemonized) return "daemonized (its main process exited 0, what it started lives on): run it in the foreground";
     if (g.st == GS_TRIAL || g.promoted_ms)
         return describe_status(g.status) + ", " + std::to_string(now_ms() - g.promoted_ms) +
                " ms after it took over";
@@ -365,12 +372,15 @@ void Supervisor::fire(Gen &g, GenEvent e) {
             if (current_) finish_reload("rolled_back", why);
             else logf("gen %d %s; gen %d keeps serving", g.n, why.c_str(), serving_->n);
         } else {
-            logf("gen %d %s", g.n, why.c_str());
+            if (!g.daemonized) logf("gen %d %s", g.n, why.c_str()); // else said already, with the fix
             if (current_) {
                 current_->resumed = false;
                 finish_reload("rolled_back", why);
             }
-            if (schedule_restart(g, true)) {
+            if (g.daemonized) {
+                exit_status_ = kExitLauncherError;
+                exit_status_fixed_ = true;
+            } else if (schedule_restart(g, true)) {
                 // a crash restart that failed too: the next one backs off
             } else if (g.main_exited) {
                 exit_status_ = g.exec_error ? (g.exec_error == ENOENT ? kExitNotFound : kExitNotExecutable)
@@ -394,7 +404,14 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         }
         if (standby_ == &g) standby_ = nullptr;
         const bool failed = !WIFEXITED(g.status) || WEXITSTATUS(g.status) != 0;
-        if (!serving_ && !next_ && !(was_serving && schedule_restart(g, failed))) begin_shutdown();
+        if (g.daemonized && was_serving) {
+            // Restarting it would only daemonize again. Not the program's status: ours.
+            exit_status_ = kExitLauncherError;
+            exit_status_fixed_ = true;
+            begin_shutdown();
+        } else if (!serving_ && !next_ && !(was_serving && schedule_restart(g, failed))) {
+            begin_shutdown();
+        }
         drain(g);
         break;
     }
@@ -417,13 +434,14 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     case A_DRAIN:
     case A_CONTINUE: drain(g); break;
     case A_STOP:
-        if (g.main_exited && group_empty(g.pid)) {
+        if (gen_empty(g)) {
             // Nothing left to signal (it exited on its own): its group is empty, and the number may be
             // another process's by now. The next check of empty groups makes it gone.
             debugf("gen %d: no process left to stop", g.n);
         } else {
-            logf("gen %d: sending %s to process group %d", g.n, signal_name(opts_.stop_signal), int(g.pid));
-            kill(-g.pid, opts_.stop_signal);
+            logf("gen %d: sending %s to process group %d%s", g.n, signal_name(opts_.stop_signal), int(g.pid),
+                 g.strays.empty() ? "" : " and the processes that left it");
+            signal_gen(g, opts_.stop_signal);
             if (!g.stop_sent_ms) g.stop_sent_ms = now;
         }
         drain_over(g, now);
@@ -433,7 +451,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         if (prev == GS_KILLING) logf("warning: gen %d: processes still present after SIGKILL", g.n);
         else if (e == EV_FORCE_STOP) logf("gen %d: stopping now: sending SIGKILL", g.n);
         else logf("gen %d: still running %g s after %s; sending SIGKILL", g.n, opts_.kill_timeout, signal_name(opts_.stop_signal));
-        kill(-g.pid, SIGKILL);
+        signal_gen(g, SIGKILL);
         g.killed = true;
         if (ReloadReport *r = g.drain_reload ? find_report(g.drain_reload) : nullptr) r->killed = true;
         g.deadline_ms = now + int64_t(opts_.kill_timeout * 1000);
@@ -644,9 +662,18 @@ void Supervisor::on_child_exits() {
             g->status = status;
             if (g->n == status_gen_ && !exit_status_fixed_) exit_status_ = exit_code_of(status);
             debugf("gen %d: main process %d %s", g->n, int(pid), describe_status(status).c_str());
-            if ((g->st == GS_STARTING || g->st == GS_TRIAL || g->st == GS_SERVING) && !group_empty(g->pid))
-                logf("gen %d: its main process exited but its process group lives on; if the program "
-                     "daemonizes, run it in the foreground (e.g. nginx -g 'daemon off;')", g->n);
+            // A main process that exits 0 on its own while what it started lives on (in its group, or
+            // out of it after setsid or a double fork) is a program that daemonized. One snapshot for
+            // both: a child in the middle of its setsid() is seen in one place or the other.
+            const std::vector<ProcEntry> snap = proc_snapshot();
+            adopt_strays(*g, snap);
+            if ((g->st == GS_STARTING || g->st == GS_TRIAL || g->st == GS_SERVING) && WIFEXITED(status) &&
+                WEXITSTATUS(status) == 0 && (!g->strays.empty() || group_has_descendants(snap, g->pid))) {
+                g->daemonized = true;
+                logf("gen %d: the program daemonized (its main process exited 0, the processes it started live "
+                     "on): run it in the foreground (nginx: -g 'daemon off;', redis-server: --daemonize no, "
+                     "memcached: without -d, apache2: -DFOREGROUND); stopping what it left", g->n);
+            }
             fire(*g, EV_EXITED);
         }
     }
@@ -654,8 +681,65 @@ void Supervisor::on_child_exits() {
 }
 
 void Supervisor::check_empty() {
-    for (auto &g : gens_)
-        if (g->main_exited && g->st != GS_GONE && group_empty(g->pid)) fire(*g, EV_EMPTY);
+    for (auto &g : gens_) {
+        if (!g->main_exited || g->st == GS_GONE) continue;
+        adopt_strays(*g, proc_snapshot());
+        if (gen_empty(*g)) fire(*g, EV_EMPTY);
+    }
+}
+
+// Our children that are no generation's main process, no --ready-check and in no generation's group:
+// processes a generation started that left its group and were reparented to us (we are the subreaper).
+// They belong to g, whose main process has exited, and are stopped with it.
+void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
+    for (const ProcEntry &child : live_children(snap)) {
+        const pid_t pid = child.pid, pgrp = child.pgrp;
+        bool known = false;
+        for (auto &o : gens_) {
+            known = known || o->pid == pid || o->check_pid == pid || o->pid == pgrp;
+            for (const auto &s : o->strays) known = known || s.pid == pid;
+        }
+        if (known || pgrp < 0) continue;
+        int fd = pidfd_open(pid);
+        if (fd < 0) continue;
+        if (g.strays.size() >= 64) { // bounded; the rest are found once these are gone
+            close(fd);
+            break;
+        }
+        g.strays.push_back({pid, fd, pgrp});
+        logf("gen %d: pid %d, which it started, left its process group (%d): stopped with it", g.n, int(pid),
+             int(pgrp));
+        // Found while it is being stopped: it gets what the others got.
+        if (g.st == GS_STOPPING || g.st == GS_KILLING) {
+            pidfd_signal(fd, g.st == GS_KILLING ? SIGKILL : opts_.stop_signal);
+            signal_descendant_group(pgrp, g.st == GS_KILLING ? SIGKILL : opts_.stop_signal);
+        }
+    }
+}
+
+// Nothing of g runs any more: its main process is reaped, no descendant of ours is in its group, and
+// every stray (with the group it leads) is gone.
+bool Supervisor::gen_empty(const Gen &g) const {
+    if (!g.main_exited) return false;
+    // Once the main process is reaped its number may be reused: a group that seems to exist is ours only
+    // if its members descend from us.
+    if (!no_such_group(g.pid) && !descendant_group_members(g.pid).empty()) return false;
+    for (const auto &s : g.strays) {
+        if (!pidfd_exited(s.pidfd)) return false;
+        if (!no_such_group(s.pgid) && !descendant_group_members(s.pgid).empty()) return false;
+    }
+    return true;
+}
+
+// Signals everything of g: its process group (by number while its main process is not reaped: the
+// number cannot be reused then; after that, member by member through pidfds) and its strays.
+void Supervisor::signal_gen(Gen &g, int sig) {
+    if (!g.main_exited) kill(-g.pid, sig);
+    else signal_descendant_group(g.pid, sig);
+    for (auto &s : g.strays) {
+        pidfd_signal(s.pidfd, sig);
+        signal_descendant_group(s.pgid, sig); // what it started in its new group
+    }
 }
 
 void Supervisor::on_deadlines(int64_t now) {
@@ -865,7 +949,7 @@ void Supervisor::on_signal(int sig) {
     case SIGQUIT: request_stop(signal_name(sig)); break; // QUIT: container images' STOPSIGNAL for nginx
     case SIGUSR1:
     case SIGUSR2:
-        if (serving_) kill(serving_->pid, sig);
+        if (serving_) pidfd_signal(serving_->pidfd, sig);
         break;
     }
 }

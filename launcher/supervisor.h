@@ -8,6 +8,7 @@
 #include "control.h"
 #include "genstate.h"
 #include "options.h"
+#include "procs.h"
 #include "protocol.h"
 #include "registry.h"
 #include "report.h"
@@ -29,6 +30,16 @@ struct Gen {
     int wake = -1;   // eventfd: readable while the generation must not accept (reset when it resumes)
     int shmfd = -1;
     int notify = -1; // its NOTIFY_SOCKET (--ready notify)
+    int pidfd = -1;  // its main process (signals to it can never reach a recycled pid)
+    // Processes it started that left its process group (setsid, double fork) and were reparented to us:
+    // stopped with it. Each is held by a pidfd.
+    struct Stray {
+        pid_t pid;
+        int pidfd;
+        pid_t pgid;
+    };
+    std::vector<Stray> strays;
+    bool daemonized = false; // its main process exited 0 while processes it started lived on
     Shared *shm = nullptr;
     std::vector<uint64_t> passed; // registry ids handed to this generation, in order
     std::vector<bool> claimed;
@@ -89,6 +100,9 @@ private:
     void start_check(Gen &g);
     void maybe_confirm(Gen &g);
     void check_empty();
+    void adopt_strays(Gen &g, const std::vector<ProcEntry> &snap);
+    bool gen_empty(const Gen &g) const;
+    void signal_gen(Gen &g, int sig);
     void request_reload(const char *who, int client, bool json);
     void start_reload();
     void finish_reload(const char *outcome, const std::string &reason);

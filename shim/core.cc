@@ -173,7 +173,11 @@ Wait wait_readable(int fd, bool draining) {
         if (!still_open(fd, kind)) return W_GONE;
         if (r == 0) {
             if (left >= 0 && left <= slice) return W_TIMEOUT;
-            if (draining) return W_SLICE;
+            if (draining) {
+                if (!g.acct.draining()) return W_READY; // resumed (rollback window): accept again
+                if (g.acct.standby()) continue;         // standing by: no slice to report
+                return W_SLICE;
+            }
             if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
             continue;
         }

@@ -151,7 +151,11 @@ int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
             ErrnoGuard keep;
             reattach(epfd);
         }
+        const bool standby = was_draining && g.acct.standby();
         int r = call(was_draining ? drain_slice(left) : left);
+        // Standing by, a slice that passed is not the program's timeout (nginx calls a wait without timeout
+        // that returns nothing an error): wait on, re-attaching the listeners if it resumed meanwhile.
+        if (r == 0 && standby && left != 0 && remaining.left() != 0) continue;
         if (r <= 0 || (!was_draining && !g.acct.draining())) return r;
         ErrnoGuard keep;
         if (!was_draining) detach(epfd);

@@ -75,11 +75,16 @@ int poll_like(pollfd *fds, nfds_t n, int timeout, Call call) {
     for (;;) {
         const int left = remaining.left();
         if (draining_now()) {
+            const bool standby = g.acct.standby();
             Hidden h;
             hide_reads(fds, n, &h);
             int r = call(drain_slice(left));
             ErrnoGuard keep;
             show_reads(fds, h);
+            // Standing by, a slice that passed is not the program's timeout: wait on (with the listeners
+            // watched again if the generation resumed meanwhile). Some servers (nginx) take a wait without
+            // timeout that returns nothing for an error.
+            if (r == 0 && standby && left != 0 && remaining.left() != 0) continue;
             return r;
         }
         int r = call(left);
@@ -126,7 +131,14 @@ int select_like(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int timeout, Call 
         if (!hide && !g.accepting.load(std::memory_order_relaxed))
             for (int fd = 0; fd < nfds; ++fd)
                 if (FD_ISSET(fd, rd) && is_listener(fd)) note_accepting();
+        const bool standby = hide && g.acct.standby();
         int r = call(rd, wr, ex, hide ? drain_slice(left) : left);
+        if (r == 0 && standby && left != 0 && remaining.left() != 0) { // see poll_like()
+            *rd = r0;
+            if (wr) *wr = w0;
+            if (ex) *ex = e0;
+            continue;
+        }
         if (r <= 0 || hide || !draining_now()) return r;
         ErrnoGuard keep;
         for (int fd = 0; fd < nfds; ++fd) {

@@ -309,8 +309,8 @@ def test_ready_notify_waits_for_ready_1(launch, ctl_dir):
 
     since = hr.mark()
     proc = ctl.start("reload", "--json")
-    hr.wait_for(r"testserver: model=iterative listening on .* pid=(\d+)", since=since)
-    pid2 = hr.gen_pids[2]
+    pid2 = int(hr.wait_for(r"gen 2 started \(pid (\d+)\)", since=since).group(1))
+    hr.wait_for(r"testserver: model=iterative listening on .* pid=%d" % pid2, since=since)
     # Someone else's READY=1 on gen 2's socket: the kernel says who sent it.
     with open("/proc/%d/environ" % pid2, "rb") as f:
         env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)

@@ -47,6 +47,21 @@ def cbin():
     return out
 
 
+def processes_naming(arg):
+    """Live pids whose command line contains arg."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                if arg.encode() in f.read() and pid_alive(int(name)):
+                    out.append(int(name))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
 def py(name, *args):
     return [PYTHON, os.path.join(SERVERS, name)] + [str(a) for a in args]
 
@@ -721,19 +736,25 @@ def test_ports_added_and_released(launch, load, tmp_path):
 # 11. daemonizing and re-exec
 
 
-def test_daemonizing_program_is_refused_and_cleaned_up(launch, tmp_path):
+@pytest.mark.parametrize("how", ["fork", "setsid"])
+def test_daemonizing_program_is_refused_and_cleaned_up(how, launch, tmp_path):
+    """A program that daemonizes (its main process exits 0 while what it started lives on, in its process
+    group or out of it after setsid and a double fork): one line naming the fix, everything it left is
+    stopped, the launcher exits 125 and the port is free."""
     port = free_port()
     pid_file = tmp_path / "child.pid"
-    hr = launch(py("daemonize.py", "--port", port, "--pid-file", pid_file))
+    hr = launch(py("daemonize.py", "--port", port, "--pid-file", pid_file, *(["--setsid"] if how == "setsid" else [])))
     status = hr.wait_exit(30)
     log = hr.log()
     g1 = hr.gen_pids[1]
-    assert status == 0, log
+    assert status == 125, log
+    assert "the program daemonized" in log and "run it in the foreground" in log, log
     assert not group_alive(g1), "the daemonized child's process group survives the launcher"
-    if pid_file.exists():
-        child = int(pid_file.read_text())
-        wait_until(lambda: not pid_alive(child), 5, "the daemonized child %d to be gone" % child)
-    assert "run it in the foreground" in log, log
+    # Whatever it started (its command line names this test's pid file) is gone: nothing left running.
+    left = wait_until(lambda: not processes_naming(str(pid_file)), 5, "the daemon's processes to be gone")
+    assert left
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the port is free
 
 
 def test_self_reexec_keeps_hot_restart(launch, load):

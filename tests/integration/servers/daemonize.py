@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """daemonize.py - a server that daemonizes the old way: fork, the parent exits 0 at once, the child (same
-process group: no setsid) binds and serves.
+process group: no setsid) binds and serves. With --setsid, the classic double fork: the child calls
+setsid() (a new session and process group) and forks again; the grandchild serves.
 
-  daemonize.py --port P [--host 127.0.0.1] --pid-file PATH
+  daemonize.py --port P [--host 127.0.0.1] --pid-file PATH [--setsid]
 
 The child writes its pid to PATH before binding. Replies (HTTP/1.0): "pid=<pid>". SIGTERM: exit 0.
 """
@@ -23,9 +24,14 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--pid-file", required=True)
+    ap.add_argument("--setsid", action="store_true")
     args = ap.parse_args()
     if os.fork() != 0:
         os._exit(0)  # the parent: "daemonized"
+    if args.setsid:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
     tmp = args.pid_file + ".tmp"
     with open(tmp, "w") as f:
         f.write("%d\n" % os.getpid())
