@@ -202,6 +202,7 @@ Gen *Supervisor::start_generation(int reload) {
     }
     g->pid = r.pid;
     g->pidfd = pidfd_open(r.pid); // our unreaped child: the pid is still the one we started
+    sentinel_.watch(g->pid);
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
     if (r.error == 0) logf("gen %d started (pid %d)", g->n, int(g->pid));
@@ -459,6 +460,8 @@ void Supervisor::fire(Gen &g, GenEvent e) {
     case A_GONE:
         logf("gen %d gone", g.n);
         g.deadline_ms = 0;
+        sentinel_.forget(g.pid);
+        for (const auto &s : g.strays) sentinel_.forget(s.pgid);
         release(g);
         registry_.drop_user(g.n);
         if (serving_ == &g) serving_ = nullptr;
@@ -647,6 +650,12 @@ void Supervisor::on_child_exits() {
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0) break;
+        if (pid == sentinel_.pid()) {
+            logf("warning: the sentinel (pid %d) %s: if the launcher dies now, its generations are not stopped",
+                 int(pid), describe_status(status).c_str());
+            sentinel_.lost();
+            continue;
+        }
         for (auto &g : gens_) {
             if (g->check_pid == pid) {
                 g->check_pid = -1;
@@ -699,7 +708,7 @@ void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
             known = known || o->pid == pid || o->check_pid == pid || o->pid == pgrp;
             for (const auto &s : o->strays) known = known || s.pid == pid;
         }
-        if (known || pgrp < 0) continue;
+        if (known || pgrp < 0 || pid == sentinel_.pid()) continue;
         int fd = pidfd_open(pid);
         if (fd < 0) continue;
         if (g.strays.size() >= 64) { // bounded; the rest are found once these are gone
@@ -707,6 +716,7 @@ void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
             break;
         }
         g.strays.push_back({pid, fd, pgrp});
+        sentinel_.watch(pgrp);
         logf("gen %d: pid %d, which it started, left its process group (%d): stopped with it", g.n, int(pid),
              int(pgrp));
         // Found while it is being stopped: it gets what the others got.
@@ -1065,6 +1075,10 @@ int Supervisor::run() {
             return kExitLauncherError;
         }
     }
+    // Before any generation: whatever the launcher's end, nothing it started may go on without it.
+    if (!sentinel_.start(opts_.stop_signal, opts_.kill_timeout))
+        logf("warning: unable to start the sentinel (%s): if the launcher is killed, its generations are not "
+             "stopped", strerror(errno));
     write_pid_file();
     Gen *first = start_generation(0);
     if (!first || first->exec_error) {
@@ -1143,6 +1157,7 @@ int Supervisor::run() {
     }
     remove_pid_file();
     logf("exiting with status %d", exit_status_);
+    sentinel_.finish();
     for (int c : stop_waiters_) control_.reply(c, std::to_string(exit_status_) + "\n", false);
     control_.shutdown();
     return exit_status_;

@@ -12,6 +12,7 @@
 #include "protocol.h"
 #include "registry.h"
 #include "report.h"
+#include "sentinel.h"
 
 #include <deque>
 #include <memory>
@@ -124,6 +125,7 @@ private:
     std::string shim_;
     Registry registry_;
     Control control_;
+    Sentinel sentinel_;
     std::vector<std::unique_ptr<Gen>> gens_;
     Gen *serving_ = nullptr; // serving or on trial
     Gen *next_ = nullptr;    // starting

@@ -86,6 +86,21 @@ def group_alive(pgid):
         return True
 
 
+def processes_naming(arg):
+    """Live pids whose command line contains arg."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                if arg.encode() in f.read() and pid_alive(int(name)):
+                    out.append(int(name))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
 def group_members(pgid):
     """Live (non-zombie) pids whose process group is pgid (the pgrp field of /proc/<pid>/stat)."""
     pids = []

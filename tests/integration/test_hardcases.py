@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import (BUILD, PYTHON, fd_count, free_port, group_alive, http_get, pid_alive, reply_pid,
+from conftest import (BUILD, PYTHON, fd_count, free_port, processes_naming, group_alive, http_get, pid_alive, reply_pid,
                       server_argv, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,21 +44,6 @@ def cbin():
         assert r.returncode == 0, "gcc %s.c failed:\n%s" % (name, r.stderr)
         os.replace(tmp, dst)
         out[name] = dst
-    return out
-
-
-def processes_naming(arg):
-    """Live pids whose command line contains arg."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                if arg.encode() in f.read() and pid_alive(int(name)):
-                    out.append(int(name))
-        except (FileNotFoundError, ProcessLookupError):
-            pass
     return out
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import (BUILD, LAUNCHER, PYTHON, free_port, group_alive, group_members, http_get, line_time, pid_alive,
-                      reply_pid, server_argv, start_accepted_slow, wait_until, write_mode)
+                      processes_naming, reply_pid, server_argv, start_accepted_slow, wait_until, write_mode)
 
 SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -159,3 +159,33 @@ def test_restart_no_is_the_default(launch):
     os.kill(pid1, signal.SIGKILL)
     assert hr.wait_exit(10) == 128 + signal.SIGKILL
     assert "restarting" not in hr.log()
+
+
+# --------------------------------------------------------------------------------------------------------
+# the launcher's death
+
+
+def test_launcher_killed_stops_everything(launch, load, tmp_path):
+    """SIGKILL to the launcher under a pre-fork server: its sentinel stops every process of it within 2 s, the
+    port is free, and a new launcher (same pid file, now stale) serves it."""
+    port = free_port()
+    pid_file = tmp_path / "hr.pid"
+    hr = launch(server_argv("prefork", port), options=["--pid-file", str(pid_file)])
+    pid1 = hr.wait_ready(1)
+    ld = load(port, threads=2)
+    ld.wait_requests(20)
+    hr.proc.kill()
+    hr.proc.wait(5)
+    t0 = time.monotonic()
+    wait_until(lambda: not processes_naming("--port\0%d\0" % port), 2.0, "every process of the launcher to be gone")
+    ld.stop()
+    assert not group_alive(pid1)
+    assert "the launcher (pid %d) died: sending Terminated" % hr.pid in hr.log(), hr.log()
+    assert int(pid_file.read_text()) == hr.pid  # stale now
+    hr2 = launch(server_argv("prefork", port), options=["--pid-file", str(pid_file)])
+    pid2 = hr2.wait_ready(1)
+    assert reply_pid(http_get(port)) in [p for p in group_members(pid2)]
+    assert int(pid_file.read_text()) == hr2.pid
+    assert hr2.stop() == 0
+    assert not pid_file.exists()
+    print("\n[stats] launcher killed: everything gone after %.2f s" % (time.monotonic() - t0))
