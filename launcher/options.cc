@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <algorithm>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,7 +43,8 @@ const char kHelp[] =
     "  --stop-signal SIG      signal that stops a generation, name or number (default TERM)\n"
     "  --kill-timeout SEC     SIGKILL a generation SEC after the stop signal (default 10)\n"
     "  --shim PATH            the shim library (default: next to the launcher, then " HR_LIBDIR ")\n"
-    "  -v, --verbose          more detail (repeat for the shim's own tracing)\n"
+    "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
+    "                         the shim's tracing (--verbose repeats; --verbose=N sets level N, 0 to 3)\n"
     "  -h, --help             this help\n"
     "      --version          print the version\n"
     "\n"
@@ -118,8 +120,20 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             *msg = "hotrestart " HR_VERSION;
             return PARSE_EXIT_OK;
         }
-        if (name == "-v" || name == "--verbose" || name == "-vv") {
-            o->verbose += name == "-vv" ? 2 : 1;
+        // -v, -vv, -vvv...: one level per v; --verbose: one level each time; --verbose=N: level N exactly.
+        if (a.size() >= 2 && a[0] == '-' && a.find_first_not_of('v', 1) == std::string::npos) {
+            o->verbose = std::min(o->verbose + int(a.size() - 1), kMaxVerbose);
+            continue;
+        }
+        if (name == "--verbose") {
+            if (!inline_value) {
+                o->verbose = std::min(o->verbose + 1, kMaxVerbose);
+            } else if (value.size() == 1 && value[0] >= '0' && value[0] - '0' <= kMaxVerbose) {
+                o->verbose = value[0] - '0';
+            } else {
+                *msg = "invalid --verbose '" + value + "': expected a level 0, 1, 2 or 3";
+                return PARSE_ERROR;
+            }
             continue;
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",

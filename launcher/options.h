@@ -11,6 +11,8 @@ constexpr int kExitLauncherError = 125; // bad options, missing shim, internal f
 constexpr int kExitNotExecutable = 126; // PROGRAM found but could not be executed
 constexpr int kExitNotFound = 127;      // PROGRAM not found
 
+constexpr int kMaxVerbose = 3; // -vvv; more v's add nothing
+
 // --ready: when a new generation counts as ready.
 enum ReadyMode {
     READY_LISTEN, // it took over (or opened) its sockets and accepts
@@ -33,7 +35,7 @@ struct Options {
     double kill_timeout = 10;
     int stop_signal = 15; // SIGTERM
     std::string shim;     // empty: next to the launcher, then the installed one
-    int verbose = 0;
+    int verbose = 0;      // 0..kMaxVerbose: 1 the launcher's detail, 2 the shim's start-up, 3 its tracing
     std::vector<std::string> argv; // PROGRAM ARGS...
 };
 
