@@ -48,6 +48,9 @@ const char kHelp[] =
     "  -h, --help             this help\n"
     "      --version          print the version\n"
     "\n"
+    "SEC is a number of seconds in plain decimal (30, 1.5), > 0 (--rollback-window: >= 0), at most 604800\n"
+    "(7 days).\n"
+    "\n"
     "exit status: the program's own; 128+N if it died of signal N; 126 if it cannot be executed;\n"
     "127 if it is not found; 125 for the launcher's own errors; 1 if the first generation failed its\n"
     "--ready-check. reload: 0 served by the new generation, 1 rolled back, 124 --timeout passed.";
@@ -57,18 +60,27 @@ const struct { const char *name; int sig; } kSignals[] = {
     {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"ABRT", SIGABRT}, {"ALRM", SIGALRM},
 };
 
-bool parse_seconds_from(const std::string &s, double min_exclusive, double *out) {
-    if (s.empty()) return false;
-    char *end = nullptr;
-    double v = strtod(s.c_str(), &end);
-    if (*end != '\0' || !(v > min_exclusive) || v > 86400 * 7) return false;
+// Plain decimal only: digits, optionally a '.' and more digits ("30", "1.5"). No sign, blank, exponent, hex,
+// "inf" or "nan", which strtod would all take.
+bool parse_seconds_from(const std::string &s, bool zero_ok, double *out) {
+    size_t dot = s.find('.');
+    std::string whole = s.substr(0, dot), frac = dot == std::string::npos ? "1" : s.substr(dot + 1);
+    auto digits = [](const std::string &d) { return !d.empty() && d.find_first_not_of("0123456789") == std::string::npos; };
+    if (!digits(whole) || !digits(frac)) return false;
+    double v = strtod(s.c_str(), nullptr);
+    if (v > kMaxSeconds || (v == 0 && !zero_ok)) return false;
     *out = v;
     return true;
 }
 
 } // namespace
 
-bool parse_seconds(const std::string &s, double *out) { return parse_seconds_from(s, 0, out); }
+bool parse_seconds(const std::string &s, double *out) { return parse_seconds_from(s, false, out); }
+
+std::string seconds_expected(bool zero_ok) {
+    return std::string("a number of seconds ") + (zero_ok ? ">= 0" : "> 0") + " and <= " +
+           std::to_string(kMaxSeconds) + " (7 days), e.g. 30 or 1.5";
+}
 
 int parse_signal(const std::string &s) {
     if (s.empty()) return -1;
@@ -167,12 +179,12 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             } else if (parse_seconds(value, &o->ready_delay)) {
                 o->ready = READY_DELAY;
             } else {
-                *msg = "invalid --ready '" + value + "': expected listen, notify or a number of seconds > 0";
+                *msg = "invalid --ready '" + value + "': expected listen, notify or " + seconds_expected(false);
                 return PARSE_ERROR;
             }
         } else if (name == "--rollback-window") {
-            if (!parse_seconds_from(value, -1e-9, &o->rollback_window)) {
-                *msg = "invalid --rollback-window '" + value + "': expected a number of seconds >= 0";
+            if (!parse_seconds_from(value, true, &o->rollback_window)) {
+                *msg = "invalid --rollback-window '" + value + "': expected " + seconds_expected(true);
                 return PARSE_ERROR;
             }
         } else if (name == "--stop-signal") {
@@ -186,7 +198,7 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             double *dst = name == "--ready-timeout" ? &o->ready_timeout
                         : name == "--drain-timeout" ? &o->drain_timeout : &o->kill_timeout;
             if (!parse_seconds(value, dst)) {
-                *msg = "invalid " + name + " '" + value + "': expected a number of seconds > 0";
+                *msg = "invalid " + name + " '" + value + "': expected " + seconds_expected(false);
                 return PARSE_ERROR;
             }
         }

@@ -44,8 +44,14 @@ enum ParseResult { PARSE_RUN, PARSE_EXIT_OK, PARSE_ERROR };
 // Fills opts, or writes one line (without newline) into msg: the usage error, or the help/version text.
 ParseResult parse_options(int argc, char **argv, Options *opts, std::string *msg);
 
-// "1.5" -> 1.5: a number of seconds > 0 (at most a week). False if it is not one.
+// The longest time any SEC option takes: 7 days.
+constexpr int kMaxSeconds = 7 * 86400;
+
+// "1.5" -> 1.5: a number of seconds > 0 and <= kMaxSeconds in plain decimal (digits, optionally '.' and
+// digits). False if it is not one ("0x10", " 5", "1e3", "-1", ".5", "5." are not).
 bool parse_seconds(const std::string &s, double *out);
+// What parse_seconds accepts (zero_ok: also 0), for error messages: "a number of seconds > 0 and <= ...".
+std::string seconds_expected(bool zero_ok);
 
 // "TERM", "SIGTERM", "term", "15" -> 15; -1 if unknown.
 int parse_signal(const std::string &s);

@@ -483,6 +483,10 @@ ERROR_CASES = {
                         ["BOGUS"]),
     "negative-ready-timeout": (lambda port, tmp: ["--ready-timeout", "-1", "--"] + server_argv("threads", port),
                                125, ["--ready-timeout"]),
+    "hex-ready-timeout": (lambda port, tmp: ["--ready-timeout", "0x10", "--"] + server_argv("threads", port),
+                          125, ["invalid --ready-timeout '0x10'"]),
+    "drain-timeout-over-7-days": (lambda port, tmp: ["--drain-timeout", "604801", "--"] + server_argv("threads", port),
+                                  125, ["invalid --drain-timeout '604801'", "<= 604800 (7 days)"]),
     "vvv": (lambda port, tmp: ["-vvv", "--", "/bin/sh", "-c", "exit 4"], 4, ["exiting with status 4"]),
     "verbose-level-out-of-range": (lambda port, tmp: ["--verbose=9", "--", "/bin/sh", "-c", "exit 4"], 125,
                                    ["invalid --verbose '9'"]),
@@ -518,6 +522,15 @@ def test_errors_are_precise(case, tmp_path):
     if expected == 125:
         assert gens == {}, "a generation was started despite a launcher error:\n%s" % err
     assert_gens_gone(gens)
+
+
+def test_client_timeout_is_plain_decimal(tmp_path):
+    env = dict(os.environ, HOTRESTART_CONTROL=str(tmp_path / "none.sock"))
+    for bad in ("0x10", " 5", "604801", "1e3"):
+        p = subprocess.run([LAUNCHER, "reload", "--timeout", bad], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+        err = p.stderr.decode()
+        assert p.returncode == 125 and "invalid --timeout '%s'" % bad in err and "604800 (7 days)" in err, err
 
 
 def test_pid_file(launch, tmp_path):
