@@ -40,7 +40,8 @@ const char kHelp[] =
     "                         again if the new one fails meanwhile (default 2; 0: none)\n"
     "  --ready-timeout SEC    a new generation must be ready within SEC (default 30)\n"
     "  --drain-timeout SEC    wait at most SEC for the old generation's connections (default 30)\n"
-    "  --stop-signal SIG      signal that stops a generation, name or number (default TERM)\n"
+    "  --stop-signal SIG      signal that stops a generation (default TERM): a name as kill -l lists them\n"
+    "                         (QUIT, TSTP, PWR, RTMIN+2, RTMAX-1...) or a number; not KILL or STOP\n"
     "  --kill-timeout SEC     SIGKILL a generation SEC after the stop signal (default 10)\n"
     "  --shim PATH            the shim library (default: next to the launcher, then " HR_LIBDIR ")\n"
     "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
@@ -55,10 +56,35 @@ const char kHelp[] =
     "127 if it is not found; 125 for the launcher's own errors; 1 if the first generation failed its\n"
     "--ready-check. reload: 0 served by the new generation, 1 rolled back, 124 --timeout passed.";
 
+// Every signal name Linux has (those of this architecture), canonical names first: signal_name() prints the
+// first entry of a number, parse_signal() takes them all. The real-time ones are RTMIN, RTMIN+n, RTMAX-n, RTMAX.
 const struct { const char *name; int sig; } kSignals[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},   {"USR1", SIGUSR1},
-    {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"ABRT", SIGABRT}, {"ALRM", SIGALRM},
+    {"HUP", SIGHUP},       {"INT", SIGINT},     {"QUIT", SIGQUIT},     {"ILL", SIGILL},   {"TRAP", SIGTRAP},
+    {"ABRT", SIGABRT},     {"BUS", SIGBUS},     {"FPE", SIGFPE},       {"KILL", SIGKILL}, {"USR1", SIGUSR1},
+    {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},     {"ALRM", SIGALRM}, {"TERM", SIGTERM},
+#ifdef SIGSTKFLT
+    {"STKFLT", SIGSTKFLT},
+#endif
+    {"CHLD", SIGCHLD},     {"CONT", SIGCONT},   {"STOP", SIGSTOP},     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU},     {"URG", SIGURG},     {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM},
+    {"PROF", SIGPROF},     {"WINCH", SIGWINCH}, {"IO", SIGIO},
+#ifdef SIGPWR
+    {"PWR", SIGPWR},
+#endif
+    {"SYS", SIGSYS},
+#ifdef SIGEMT
+    {"EMT", SIGEMT},
+#endif
+    // Aliases.
+    {"IOT", SIGIOT},       {"CLD", SIGCHLD},    {"POLL", SIGPOLL},
 };
+
+// "+3" or "-3" after RTMIN/RTMAX: the offset, or -1.
+int rt_offset(const char *p, char sign) {
+    if (*p == '\0') return 0;
+    if (*p != sign || p[1] == '\0' || strlen(p + 1) > 2 || strspn(p + 1, "0123456789") != strlen(p + 1)) return -1;
+    return atoi(p + 1);
+}
 
 // Plain decimal only: digits, optionally a '.' and more digits ("30", "1.5"). No sign, blank, exponent, hex,
 // "inf" or "nan", which strtod would all take.
@@ -87,23 +113,32 @@ int parse_signal(const std::string &s) {
     if (s.find_first_not_of("0123456789") == std::string::npos) {
         if (s.size() > 3) return -1;
         int n = atoi(s.c_str());
-        return (n >= 1 && n < NSIG) ? n : -1;
+        // Only numbers with a name: the ones between the last standard signal and SIGRTMIN are the C
+        // library's own (thread cancellation, setxid).
+        return n >= 1 && n <= SIGRTMAX && strncmp(signal_name(n), "signal ", 7) != 0 ? n : -1;
     }
     const char *name = s.c_str();
     if (strncasecmp(name, "SIG", 3) == 0) name += 3;
     for (const auto &e : kSignals)
         if (strcasecmp(name, e.name) == 0) return e.sig;
-    return -1;
+    int n = -1;
+    if (strncasecmp(name, "RTMIN", 5) == 0 && (n = rt_offset(name + 5, '+')) >= 0) n = SIGRTMIN + n;
+    else if (strncasecmp(name, "RTMAX", 5) == 0 && (n = rt_offset(name + 5, '-')) >= 0) n = SIGRTMAX - n;
+    else return -1;
+    return n >= SIGRTMIN && n <= SIGRTMAX ? n : -1;
 }
 
 const char *signal_name(int sig) {
-    static char buf[16];
+    static char buf[24];
     for (const auto &e : kSignals)
         if (e.sig == sig) {
             snprintf(buf, sizeof buf, "SIG%s", e.name);
             return buf;
         }
-    snprintf(buf, sizeof buf, "signal %d", sig);
+    if (sig == SIGRTMIN) snprintf(buf, sizeof buf, "SIGRTMIN");
+    else if (sig == SIGRTMAX) snprintf(buf, sizeof buf, "SIGRTMAX");
+    else if (sig > SIGRTMIN && sig < SIGRTMAX) snprintf(buf, sizeof buf, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else snprintf(buf, sizeof buf, "signal %d", sig);
     return buf;
 }
 
@@ -189,8 +224,15 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             }
         } else if (name == "--stop-signal") {
             int sig = parse_signal(value);
-            if (sig < 0 || sig == SIGKILL || sig == SIGSTOP) {
-                *msg = "invalid --stop-signal '" + value + "': expected a signal name (TERM, QUIT, INT...) or number";
+            if (sig < 0) {
+                *msg = "invalid --stop-signal '" + value + "': expected a signal name (TERM, QUIT, INT, RTMIN+2...) or " +
+                       "number (see kill -l)";
+                return PARSE_ERROR;
+            }
+            if (sig == SIGKILL || sig == SIGSTOP) {
+                *msg = "invalid --stop-signal '" + value + "': " + signal_name(sig) +
+                       (sig == SIGKILL ? " cannot be caught: it is what the launcher sends after --kill-timeout"
+                                       : " suspends a process, it does not stop it");
                 return PARSE_ERROR;
             }
             o->stop_signal = sig;

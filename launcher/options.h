@@ -53,7 +53,8 @@ bool parse_seconds(const std::string &s, double *out);
 // What parse_seconds accepts (zero_ok: also 0), for error messages: "a number of seconds > 0 and <= ...".
 std::string seconds_expected(bool zero_ok);
 
-// "TERM", "SIGTERM", "term", "15" -> 15; -1 if unknown.
+// "TERM", "SIGTERM", "term", "15" -> 15, "RTMIN+3" -> SIGRTMIN + 3: any signal Linux names; -1 if unknown.
+// signal_name: "SIGTERM", "SIGRTMIN+3" ("signal N" if it has no name); a static buffer.
 int parse_signal(const std::string &s);
 const char *signal_name(int sig);
 

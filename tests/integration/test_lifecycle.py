@@ -490,6 +490,8 @@ ERROR_CASES = {
     "vvv": (lambda port, tmp: ["-vvv", "--", "/bin/sh", "-c", "exit 4"], 4, ["exiting with status 4"]),
     "verbose-level-out-of-range": (lambda port, tmp: ["--verbose=9", "--", "/bin/sh", "-c", "exit 4"], 125,
                                    ["invalid --verbose '9'"]),
+    "stop-signal-kill": (lambda port, tmp: ["--stop-signal", "KILL", "--"] + server_argv("threads", port), 125,
+                         ["invalid --stop-signal 'KILL'"]),
     "no-program": (lambda port, tmp: [], 125, ["PROGRAM"]),
     "no-program-after-dashes": (lambda port, tmp: ["--"], 125, ["PROGRAM"]),
     "missing-shim": (lambda port, tmp: ["--shim", "/nonexistent.so", "--"] + server_argv("threads", port), 125,
@@ -522,6 +524,17 @@ def test_errors_are_precise(case, tmp_path):
     if expected == 125:
         assert gens == {}, "a generation was started despite a launcher error:\n%s" % err
     assert_gens_gone(gens)
+
+
+def test_realtime_stop_signal(launch):
+    """--stop-signal takes any signal Linux names; the log names it as kill -l does."""
+    port = free_port()
+    hr = launch(server_argv("threads", port), options=["--stop-signal", "RTMIN+2", "--drain-timeout", "5"])
+    pid1 = hr.wait_ready(1)
+    status = hr.stop()
+    assert status == 128 + int(signal.SIGRTMIN) + 2, "status %d\n%s" % (status, hr.log())  # its default action ends it
+    hr.wait_for(r"gen 1: sending SIGRTMIN\+2 to process group %d" % pid1, since=0)
+    hr.assert_no_process_left()
 
 
 def test_client_timeout_is_plain_decimal(tmp_path):

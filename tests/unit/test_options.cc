@@ -7,6 +7,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include <signal.h>
 #include <string.h>
 #include <string>
 #include <vector>
@@ -94,6 +95,60 @@ void test_seconds_options_state_the_real_limit(void **) {
     assert_int_equal(parse({"--rollback-window", "0x0", "--", "srv"}, &o, &msg), PARSE_ERROR);
 }
 
+void test_signal_names(void **) {
+    const struct { const char *s; int sig; } good[] = {
+        {"TERM", SIGTERM},   {"sigterm", SIGTERM}, {"15", SIGTERM},       {"TSTP", SIGTSTP},   {"SIGPWR", SIGPWR},
+        {"TTIN", SIGTTIN},   {"ttou", SIGTTOU},    {"URG", SIGURG},       {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
+        {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},  {"IO", SIGIO},         {"POLL", SIGIO},     {"SYS", SIGSYS},
+        {"CHLD", SIGCHLD},   {"CLD", SIGCHLD},     {"CONT", SIGCONT},     {"PIPE", SIGPIPE},   {"IOT", SIGABRT},
+        {"TRAP", SIGTRAP},   {"STKFLT", SIGSTKFLT}, {"RTMIN", SIGRTMIN},  {"SIGRTMIN+3", SIGRTMIN + 3},
+        {"rtmin+0", SIGRTMIN}, {"RTMAX", SIGRTMAX}, {"RTMAX-2", SIGRTMAX - 2}, {"KILL", SIGKILL}, {"STOP", SIGSTOP},
+    };
+    for (const auto &g : good) {
+        if (parse_signal(g.s) != g.sig) fail_msg("'%s' -> %d, expected %d", g.s, parse_signal(g.s), g.sig);
+    }
+    for (const char *bad : {"", "BOGUS", "SIG", "RTMIN-1", "RTMAX+1", "RTMIN+", "RTMIN+x", "RTMIN++1", "0", "65",
+                            "32", "1000", "RTMIN+99", "TERM "}) {
+        if (parse_signal(bad) != -1) fail_msg("'%s' accepted as %d", bad, parse_signal(bad));
+    }
+    char n[16];
+    snprintf(n, sizeof n, "%d", SIGRTMIN + 1);
+    assert_int_equal(parse_signal(n), SIGRTMIN + 1);
+    // Every signal from 1 to SIGRTMAX that has a name round-trips through it.
+    for (int sig = 1; sig <= SIGRTMAX; ++sig) {
+        std::string name = signal_name(sig);
+        if (name.compare(0, 7, "signal ") == 0) {
+            assert_true(sig > SIGSYS && sig < SIGRTMIN); // only the C library's reserved ones lack a name
+            continue;
+        }
+        if (parse_signal(name) != sig) fail_msg("%s -> %d, expected %d", name.c_str(), parse_signal(name), sig);
+    }
+    assert_string_equal(signal_name(SIGTERM), "SIGTERM");
+    assert_string_equal(signal_name(SIGTSTP), "SIGTSTP");
+    assert_string_equal(signal_name(SIGPWR), "SIGPWR");
+    assert_string_equal(signal_name(SIGKILL), "SIGKILL");
+    assert_string_equal(signal_name(SIGABRT), "SIGABRT"); // the canonical name, not IOT
+    assert_string_equal(signal_name(SIGCHLD), "SIGCHLD");
+    assert_string_equal(signal_name(SIGRTMIN), "SIGRTMIN");
+    assert_string_equal(signal_name(SIGRTMIN + 3), "SIGRTMIN+3");
+    assert_string_equal(signal_name(SIGRTMAX), "SIGRTMAX");
+}
+
+void test_stop_signal_option(void **) {
+    Options o;
+    std::string msg;
+    assert_int_equal(parse({"--stop-signal", "RTMIN+3", "--", "srv"}, &o, &msg), PARSE_RUN);
+    assert_int_equal(o.stop_signal, SIGRTMIN + 3);
+    assert_int_equal(parse({"--stop-signal=TSTP", "--", "srv"}, &o, &msg), PARSE_RUN);
+    assert_int_equal(o.stop_signal, SIGTSTP);
+    assert_int_equal(parse({"--stop-signal", "KILL", "--", "srv"}, &o, &msg), PARSE_ERROR);
+    assert_true(has(msg, "'KILL'") && has(msg, "SIGKILL"));
+    assert_int_equal(parse({"--stop-signal", "19", "--", "srv"}, &o, &msg), PARSE_ERROR);
+    assert_true(has(msg, "'19'") && has(msg, "SIGSTOP"));
+    assert_int_equal(parse({"--stop-signal", "BOGUS", "--", "srv"}, &o, &msg), PARSE_ERROR);
+    assert_true(has(msg, "'BOGUS'") && has(msg, "signal name"));
+}
+
 } // namespace
 
 int main(void) {
@@ -101,6 +156,8 @@ int main(void) {
         cmocka_unit_test(test_verbose_levels),
         cmocka_unit_test(test_seconds),
         cmocka_unit_test(test_seconds_options_state_the_real_limit),
+        cmocka_unit_test(test_signal_names),
+        cmocka_unit_test(test_stop_signal_option),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
