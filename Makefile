@@ -22,7 +22,7 @@ SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/co
                 shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc shim/dgram.cc
 LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
-                launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc \
+                launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/shimfile.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -45,10 +45,10 @@ $(BUILD)/obj/%.o: %.cc $(HEADERS)
 	$(CXX) $(CXXFLAGS) $(LAUNCHER_FLAGS) -c -o $@ $<
 
 # The shim is linked without the C++ runtime: nothing of libstdc++ may be loaded into every program.
-$(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map
+$(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map Makefile
 	@if nm $(SHIM_OBJ) | grep -q _GLOBAL__sub_I; then \
 	    echo "shim: a global needs dynamic initialisation (it would run after the shim's constructor)"; exit 1; fi
-	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
+	$(CC) -shared -Wl,-soname,libhotrestart.so -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
 	    -o $@ $(SHIM_OBJ) -ldl -lpthread
 
 $(BUILD)/hotrestart: $(LAUNCHER_OBJ)
@@ -59,7 +59,8 @@ $(BUILD)/testserver: examples/testserver.c
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread -o $@ $<
 
 # Unit tests link the pure modules directly (no preload needed for them).
-UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc
+UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
+                launcher/shimfile.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< $(UNIT_LINK) -lcmocka

@@ -3,9 +3,12 @@
 #include "client.h"
 #include "log.h"
 #include "options.h"
+#include "shimfile.h"
 #include "supervisor.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <string>
 
 int main(int argc, char **argv) {
@@ -28,7 +31,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "hotrestart: fatal: unable to find libhotrestart.so next to the launcher or in the "
                             "installed location (use --shim PATH)\n");
         else
-            fprintf(stderr, "hotrestart: fatal: unable to read the shim '%s'\n", opts.shim.c_str());
+            fprintf(stderr, "hotrestart: fatal: unable to read the shim '%s': %s\n", opts.shim.c_str(),
+                    strerror(errno));
+        return hr::kExitLauncherError;
+    }
+    std::string why;
+    if (!hr::check_shim(shim, &why)) {
+        fprintf(stderr, "hotrestart: fatal: the shim '%s' is %s\n", shim.c_str(), why.c_str());
         return hr::kExitLauncherError;
     }
     hr::log_set_verbose(opts.verbose);

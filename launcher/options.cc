@@ -43,7 +43,8 @@ const char kHelp[] =
     "  --stop-signal SIG      signal that stops a generation (default TERM): a name as kill -l lists them\n"
     "                         (QUIT, TSTP, PWR, RTMIN+2, RTMAX-1...) or a number; not KILL or STOP\n"
     "  --kill-timeout SEC     SIGKILL a generation SEC after the stop signal (default 10)\n"
-    "  --shim PATH            the shim library (default: next to the launcher, then " HR_LIBDIR ")\n"
+    "  --shim PATH            the shim library, checked at start (default: next to the launcher, then\n"
+    "                         " HR_LIBDIR ")\n"
     "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
     "                         the shim's tracing (--verbose repeats; --verbose=N sets level N, 0 to 3)\n"
     "  -h, --help             this help\n"
@@ -251,28 +252,6 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
         return PARSE_ERROR;
     }
     return PARSE_RUN;
-}
-
-std::string find_shim(const std::string &option) {
-    auto usable = [](const std::string &p) { return !p.empty() && access(p.c_str(), R_OK) == 0; };
-    if (!option.empty()) {
-        if (!usable(option)) return "";
-        if (option[0] == '/') return option;
-        char *abs = realpath(option.c_str(), nullptr);
-        std::string r = abs ? abs : "";
-        free(abs);
-        return r;
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        std::string dir(self);
-        dir = dir.substr(0, dir.rfind('/'));
-        if (usable(dir + "/libhotrestart.so")) return dir + "/libhotrestart.so";
-    }
-    std::string installed = HR_LIBDIR "/libhotrestart.so";
-    return usable(installed) ? installed : "";
 }
 
 } // namespace hr

@@ -58,7 +58,4 @@ std::string seconds_expected(bool zero_ok);
 int parse_signal(const std::string &s);
 const char *signal_name(int sig);
 
-// Where the shim is: --shim, else next to the launcher binary, else the installed copy. Empty if none.
-std::string find_shim(const std::string &option);
-
 } // namespace hr

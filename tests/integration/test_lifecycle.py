@@ -474,6 +474,16 @@ def _not_executable(tmp_path):
     return str(p)
 
 
+def _libc_path():
+    """The C library this Python runs with (a shared object that is not the shim)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            if os.path.basename(path).startswith("libc.so"):
+                return path
+    raise AssertionError("no libc.so mapped in this process")
+
+
 ERROR_CASES = {
     # id: (argv after the launcher, expected status, texts expected in stderr)
     "unknown-option": (lambda port, tmp: ["--frobnicate", "--"] + server_argv("threads", port), 125,
@@ -498,6 +508,10 @@ ERROR_CASES = {
     "no-program-after-dashes": (lambda port, tmp: ["--"], 125, ["PROGRAM"]),
     "missing-shim": (lambda port, tmp: ["--shim", "/nonexistent.so", "--"] + server_argv("threads", port), 125,
                      ["/nonexistent.so"]),
+    "shim-not-elf": (lambda port, tmp: ["--shim", "/etc/passwd", "--", "/bin/sh", "-c", "exit 0"], 125,
+                     ["hotrestart: fatal: the shim '/etc/passwd' is not an ELF file"]),
+    "shim-another-library": (lambda port, tmp: ["--shim", _libc_path(), "--", "/bin/sh", "-c", "exit 0"], 125,
+                             ["is an ELF shared object, but not the hotrestart shim (its soname is 'libc.so.6'"]),
     "port-in-use": (lambda port, tmp: ["--"] + server_argv("threads", port), 1,
                     ["bind 127.0.0.1:{port} failed: Address already in use"]),
 }
