@@ -3,7 +3,7 @@
 #   make demo       build, then show a reload under load with zero failed requests
 #   make check      install test dependencies (make deps), run unit and integration tests
 #   make bench      benchmarks (ratios, never asserted)
-#   make install    PREFIX=/usr/local
+#   make install    PREFIX=/usr/local (LIBDIR=$(PREFIX)/lib/hotrestart); changing either rebuilds what embeds it
 
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib/hotrestart
@@ -33,8 +33,18 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration deps deps-build bench install clean
+.PHONY: all demo check unit integration deps deps-build bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
+
+# What the launcher has compiled in (where it looks for the installed shim, its version) is kept in a stamp
+# that changes only when the values do, and the objects that use them depend on it: `make install
+# PREFIX=/usr` after a plain `make` rebuilds them instead of installing a launcher that looks in /usr/local.
+CONFIG_STAMP := $(BUILD)/config.stamp
+$(CONFIG_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo 'LIBDIR=$(LIBDIR) VERSION=$(VERSION)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+$(BUILD)/obj/launcher/options.o $(BUILD)/obj/launcher/shimfile.o: $(CONFIG_STAMP)
 
 $(BUILD)/shimobj/%.o: %.cc $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <string>
+#include <vector>
 
 int main(int argc, char **argv) {
     int status = 0;
@@ -25,14 +26,18 @@ int main(int argc, char **argv) {
         return hr::kExitLauncherError;
     case hr::PARSE_RUN: break;
     }
-    std::string shim = hr::find_shim(opts.shim);
+    std::vector<std::string> tried;
+    std::string shim = hr::find_shim(opts.shim, &tried);
     if (shim.empty()) {
-        if (opts.shim.empty())
-            fprintf(stderr, "hotrestart: fatal: unable to find libhotrestart.so next to the launcher or in the "
-                            "installed location (use --shim PATH)\n");
-        else
+        if (opts.shim.empty()) {
+            std::string paths;
+            for (const auto &p : tried) paths += (paths.empty() ? "" : ", ") + p;
+            fprintf(stderr, "hotrestart: fatal: unable to find libhotrestart.so (tried %s); use --shim PATH\n",
+                    paths.c_str());
+        } else {
             fprintf(stderr, "hotrestart: fatal: unable to read the shim '%s': %s\n", opts.shim.c_str(),
                     strerror(errno));
+        }
         return hr::kExitLauncherError;
     }
     std::string why;

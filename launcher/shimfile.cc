@@ -54,8 +54,30 @@ const char *type_name(int t) {
 
 } // namespace
 
-std::string find_shim(const std::string &option) {
+std::vector<std::string> shim_candidates() {
+    std::vector<std::string> out;
+    auto add = [&out](const std::string &p) {
+        for (const auto &q : out)
+            if (q == p) return;
+        out.push_back(p);
+    };
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        std::string bindir = dir_of(self);
+        add(bindir + "/libhotrestart.so");
+        std::string prefix = dir_of(bindir); // /usr/bin -> /usr; spelt out so that it compares with LIBDIR
+        add((prefix == "/" ? "" : prefix) + "/lib/hotrestart/libhotrestart.so");
+    }
+    add(HR_LIBDIR "/libhotrestart.so");
+    return out;
+}
+
+std::string find_shim(const std::string &option, std::vector<std::string> *tried) {
+    tried->clear();
     if (!option.empty()) {
+        tried->push_back(option);
         if (!readable(option)) return "";
         if (option[0] == '/') return option;
         char *abs = realpath(option.c_str(), nullptr);
@@ -63,15 +85,11 @@ std::string find_shim(const std::string &option) {
         free(abs);
         return r;
     }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        std::string dir = dir_of(self);
-        if (readable(dir + "/libhotrestart.so")) return dir + "/libhotrestart.so";
+    for (const auto &p : shim_candidates()) {
+        tried->push_back(p);
+        if (readable(p)) return p;
     }
-    std::string installed = HR_LIBDIR "/libhotrestart.so";
-    return readable(installed) ? installed : "";
+    return "";
 }
 
 bool check_shim(const std::string &path, std::string *why) {

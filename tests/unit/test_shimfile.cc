@@ -93,6 +93,22 @@ void test_truncated_shims_are_refused(void **) {
     }
 }
 
+void test_candidates(void **) {
+    std::vector<std::string> c = shim_candidates();
+    std::string dir = exe_dir();                       // .../build/unit
+    std::string prefix = dir.substr(0, dir.rfind('/')); // .../build
+    assert_true(c.size() == 3);
+    assert_string_equal(c[0].c_str(), (dir + "/libhotrestart.so").c_str());
+    assert_string_equal(c[1].c_str(), (prefix + "/lib/hotrestart/libhotrestart.so").c_str());
+    assert_true(has(c[2], "/lib/hotrestart/libhotrestart.so"));
+    std::vector<std::string> tried;
+    assert_true(find_shim("/nonexistent.so", &tried).empty());
+    assert_true(tried.size() == 1 && tried[0] == "/nonexistent.so");
+    std::string found = find_shim("", &tried); // none next to build/unit/, normally none installed
+    if (found.empty()) assert_true(tried == c);
+    else assert_true(found == c[tried.size() - 1]);
+}
+
 } // namespace
 
 int main(void) {
@@ -100,6 +116,7 @@ int main(void) {
         cmocka_unit_test(test_the_built_shim_is_accepted),
         cmocka_unit_test(test_other_files_are_refused_with_a_reason),
         cmocka_unit_test(test_truncated_shims_are_refused),
+        cmocka_unit_test(test_candidates),
     };
     return cmocka_run_group_tests_name("shimfile", tests, NULL, NULL);
 }
