@@ -45,6 +45,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "hotrestart: fatal: the shim '%s' is %s\n", shim.c_str(), why.c_str());
         return hr::kExitLauncherError;
     }
+    // The pid file is written once the launcher is set up; a path it cannot be written to is an error now,
+    // before any generation starts, not a warning after (a service manager would wait for it in vain).
+    if (!opts.pid_file.empty() && !hr::check_pid_file(opts.pid_file, &why)) {
+        fprintf(stderr, "hotrestart: fatal: --pid-file %s: %s\n", opts.pid_file.c_str(), why.c_str());
+        return hr::kExitLauncherError;
+    }
     hr::log_set_verbose(opts.verbose);
     hr::Supervisor sup(opts, shim);
     return sup.run();

@@ -1,12 +1,14 @@
 #include "options.h"
 
 #include <algorithm>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef HR_VERSION
@@ -32,7 +34,8 @@ const char kHelp[] =
     "\n"
     "options:\n"
     "  --control PATH         serve reload/status/stop on a unix socket at PATH (mode 0600)\n"
-    "  --pid-file PATH        write the launcher's pid to PATH (atomically), removed at exit\n"
+    "  --pid-file PATH        write the launcher's pid to PATH (atomically), removed at exit; its directory\n"
+    "                         must exist and be writable at start\n"
     "  --ready MODE           listen (default): it took over its sockets and accepts; notify: it sent\n"
     "                         READY=1 to $NOTIFY_SOCKET; SEC: listen, then still alive SEC seconds later\n"
     "  --ready-check CMD      run CMD (/bin/sh -c) once a new generation is ready; non-zero rolls back\n"
@@ -141,6 +144,29 @@ const char *signal_name(int sig) {
     else if (sig > SIGRTMIN && sig < SIGRTMAX) snprintf(buf, sizeof buf, "SIGRTMIN+%d", sig - SIGRTMIN);
     else snprintf(buf, sizeof buf, "signal %d", sig);
     return buf;
+}
+
+bool check_pid_file(const std::string &path, std::string *why) {
+    size_t slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    struct stat st;
+    if (stat(dir.c_str(), &st) < 0) {
+        *why = "directory " + dir + ": " + strerror(errno);
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        *why = dir + " is not a directory";
+        return false;
+    }
+    if (access(dir.c_str(), W_OK | X_OK) < 0) {
+        *why = "unable to create files in " + dir + ": " + strerror(errno);
+        return false;
+    }
+    if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        *why = "it is a directory";
+        return false;
+    }
+    return true;
 }
 
 ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {

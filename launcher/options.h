@@ -53,6 +53,11 @@ bool parse_seconds(const std::string &s, double *out);
 // What parse_seconds accepts (zero_ok: also 0), for error messages: "a number of seconds > 0 and <= ...".
 std::string seconds_expected(bool zero_ok);
 
+// Whether the launcher will be able to create its --pid-file at path: the directory exists, is one, and
+// the launcher may create files in it; path itself is not a directory. False with *why: "directory /run/x:
+// No such file or directory". The pid file itself is written later (Supervisor::write_pid_file).
+bool check_pid_file(const std::string &path, std::string *why);
+
 // "TERM", "SIGTERM", "term", "15" -> 15, "RTMIN+3" -> SIGRTMIN + 3: any signal Linux names; -1 if unknown.
 // signal_name: "SIGTERM", "SIGRTMIN+3" ("signal N" if it has no name); a static buffer.
 int parse_signal(const std::string &s);

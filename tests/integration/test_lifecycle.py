@@ -562,6 +562,18 @@ def test_client_timeout_is_plain_decimal(tmp_path):
         assert p.returncode == 125 and "invalid --timeout '%s'" % bad in err and "604800 (7 days)" in err, err
 
 
+def test_pid_file_in_a_missing_directory_is_fatal(tmp_path):
+    """Refused before any generation starts, in one line that names the path and the cause."""
+    pid_file = tmp_path / "missing" / "hr.pid"
+    status, err, gens, secs = run_launcher([LAUNCHER, "--pid-file", str(pid_file), "--", "/bin/sh", "-c",
+                                            "echo started >&2"], cwd=str(tmp_path))
+    assert status == 125, "status %d; stderr:\n%s" % (status, err)
+    assert err == "hotrestart: fatal: --pid-file %s: directory %s: No such file or directory\n" % (
+        pid_file, pid_file.parent), err
+    assert gens == {} and secs < 10
+    assert os.listdir(str(tmp_path)) == []
+
+
 def test_pid_file(launch, tmp_path):
     port = free_port()
     pid_file = tmp_path / "run" / "hr.pid"

@@ -8,7 +8,10 @@ extern "C" {
 }
 
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -149,6 +152,25 @@ void test_stop_signal_option(void **) {
     assert_true(has(msg, "'BOGUS'") && has(msg, "signal name"));
 }
 
+void test_pid_file_check(void **) {
+    char dir[] = "/tmp/hr-pidfile-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    std::string d = dir, why;
+    assert_true(check_pid_file(d + "/hr.pid", &why));
+    assert_false(check_pid_file(d + "/missing/hr.pid", &why));
+    assert_string_equal(why.c_str(), ("directory " + d + "/missing: No such file or directory").c_str());
+    FILE *f = fopen((d + "/file").c_str(), "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_false(check_pid_file(d + "/file/hr.pid", &why));
+    assert_string_equal(why.c_str(), (d + "/file is not a directory").c_str());
+    assert_false(check_pid_file(d, &why));
+    assert_string_equal(why.c_str(), "it is a directory");
+    assert_true(check_pid_file("relative.pid", &why) == (access(".", W_OK | X_OK) == 0));
+    unlink((d + "/file").c_str());
+    rmdir(dir);
+}
+
 } // namespace
 
 int main(void) {
@@ -158,6 +180,7 @@ int main(void) {
         cmocka_unit_test(test_seconds_options_state_the_real_limit),
         cmocka_unit_test(test_signal_names),
         cmocka_unit_test(test_stop_signal_option),
+        cmocka_unit_test(test_pid_file_check),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
