@@ -4,6 +4,7 @@
 #include "log.h"
 #include "options.h"
 #include "shimfile.h"
+#include "spawn.h"
 #include "supervisor.h"
 
 #include <errno.h>
@@ -50,6 +51,13 @@ int main(int argc, char **argv) {
     if (!opts.pid_file.empty() && !hr::check_pid_file(opts.pid_file, &why)) {
         fprintf(stderr, "hotrestart: fatal: --pid-file %s: %s\n", opts.pid_file.c_str(), why.c_str());
         return hr::kExitLauncherError;
+    }
+    if (!opts.chdir.empty()) {
+        if (int e = hr::workdir_error(opts.chdir)) {
+            fprintf(stderr, "hotrestart: fatal: --chdir %s: %s\n", opts.chdir.c_str(), strerror(e));
+            return hr::kExitLauncherError;
+        }
+        hr::spawn_set_workdir(opts.chdir);
     }
     hr::log_set_verbose(opts.verbose);
     hr::Supervisor sup(opts, shim);

@@ -34,6 +34,8 @@ const char kHelp[] =
     "\n"
     "options:\n"
     "  --control PATH         serve reload/status/stop on a unix socket at PATH (mode 0600)\n"
+    "  --chdir DIR            start each generation (and --ready-check) in DIR, entered afresh every time:\n"
+    "                         a relative PROGRAM is found in the release a DIR symlink names at that reload\n"
     "  --pid-file PATH        write the launcher's pid to PATH (atomically), removed at exit; its directory\n"
     "                         must exist and be writable at start\n"
     "  --ready MODE           listen (default): it took over its sockets and accepts; notify: it sent\n"
@@ -212,7 +214,7 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",
                                                  "--stop-signal", "--kill-timeout", "--shim", "--control",
-                                                 "--ready", "--ready-check", "--rollback-window"};
+                                                 "--ready", "--ready-check", "--rollback-window", "--chdir"};
         bool known = false;
         for (const char *w : with_value) known = known || name == w;
         if (!known) {
@@ -226,13 +228,15 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             }
             value = argv[++i];
         }
-        if (name == "--pid-file" || name == "--shim" || name == "--control" || name == "--ready-check") {
+        if (name == "--pid-file" || name == "--shim" || name == "--control" || name == "--ready-check" ||
+            name == "--chdir") {
             if (value.empty()) {
                 *msg = "option " + name + (name == "--ready-check" ? " needs a command" : " needs a non-empty path");
                 return PARSE_ERROR;
             }
             (name == "--shim" ? o->shim : name == "--control" ? o->control
-                                        : name == "--ready-check" ? o->ready_check : o->pid_file) = value;
+                                        : name == "--ready-check" ? o->ready_check
+                                        : name == "--chdir" ? o->chdir : o->pid_file) = value;
         } else if (name == "--ready") {
             if (value == "listen") {
                 o->ready = READY_LISTEN;

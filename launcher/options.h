@@ -35,6 +35,7 @@ struct Options {
     double kill_timeout = 10;
     int stop_signal = 15; // SIGTERM
     std::string shim;     // empty: next to the launcher, then the installed one
+    std::string chdir;    // --chdir DIR: generations start in DIR (entered afresh each time); empty: none
     int verbose = 0;      // 0..kMaxVerbose: 1 the launcher's detail, 2 the shim's start-up, 3 its tracing
     std::vector<std::string> argv; // PROGRAM ARGS...
 };

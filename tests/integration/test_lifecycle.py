@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (LAUNCHER, SlowRequest, fd_count, free_port, group_alive, group_members, http_get, line_time,
+from conftest import (LAUNCHER, TESTSERVER, SlowRequest, fd_count, free_port, group_alive, group_members, http_get, line_time,
                       pid_alive, reply_pid, server_argv, socket_fds, start_accepted_slow, wait_until, write_mode)
 
 
@@ -512,6 +512,8 @@ ERROR_CASES = {
                      ["hotrestart: fatal: the shim '/etc/passwd' is not an ELF file"]),
     "shim-another-library": (lambda port, tmp: ["--shim", _libc_path(), "--", "/bin/sh", "-c", "exit 0"], 125,
                              ["is an ELF shared object, but not the hotrestart shim (its soname is 'libc.so.6'"]),
+    "chdir-missing": (lambda port, tmp: ["--chdir", "/nonexistent/dir", "--", "/bin/sh", "-c", "exit 0"], 125,
+                      ["hotrestart: fatal: --chdir /nonexistent/dir: No such file or directory"]),
     "port-in-use": (lambda port, tmp: ["--"] + server_argv("threads", port), 1,
                     ["bind 127.0.0.1:{port} failed: Address already in use"]),
 }
@@ -560,6 +562,54 @@ def test_client_timeout_is_plain_decimal(tmp_path):
                            stderr=subprocess.PIPE, timeout=10)
         err = p.stderr.decode()
         assert p.returncode == 125 and "invalid --timeout '%s'" % bad in err and "604800 (7 days)" in err, err
+
+
+def _release(tmp_path, name, port):
+    """tmp_path/name/server: starts the test server with the tag <release>:<its working directory>."""
+    d = tmp_path / name
+    d.mkdir()
+    server = d / "server"
+    server.write_text('#!/bin/sh\nexec %s --model threads --port %d --tag "%s:$(basename "$(pwd -P)")"\n'
+                      % (TESTSERVER, port, name))
+    os.chmod(str(server), 0o755)
+    return d
+
+
+def _swap(link, target):
+    """Points the symlink link at target atomically, as a deploy does."""
+    tmp = str(link) + ".new"
+    os.symlink(str(target), tmp)
+    os.replace(tmp, str(link))
+
+
+def _tag(port):
+    return http_get(port).split("tag=")[1].split()[0]
+
+
+def test_chdir_follows_a_symlink_swap(launch, tmp_path):
+    """--chdir DIR: each generation starts in DIR entered afresh, so a relative PROGRAM runs the release the
+    symlink names at that reload; a DIR that is gone fails that reload only."""
+    port = free_port()
+    current = tmp_path / "current"
+    _swap(current, _release(tmp_path, "r1", port))
+    _release(tmp_path, "r2", port)
+    work = tmp_path / "launcher-cwd"  # where ./server does not exist
+    work.mkdir()
+    hr = launch(["./server"], options=["--chdir", str(current)], cwd=str(work))
+    hr.wait_ready(1)
+    assert _tag(port) == "r1:r1"
+    _swap(current, tmp_path / "r2")
+    hr.reload()
+    assert _tag(port) == "r2:r2"
+    _swap(current, tmp_path / "r3")  # not there
+    since = hr.mark()
+    hr.signal(signal.SIGHUP)
+    hr.wait_for(r"error: unable to enter %s \(--chdir\) for gen 3: No such file or directory" % re.escape(str(current)),
+                since=since)
+    hr.wait_for(r"reload 2 failed: gen 3 could not be started", since=since)
+    assert _tag(port) == "r2:r2"
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
 
 
 def test_pid_file_in_a_missing_directory_is_fatal(tmp_path):

@@ -152,6 +152,17 @@ void test_stop_signal_option(void **) {
     assert_true(has(msg, "'BOGUS'") && has(msg, "signal name"));
 }
 
+void test_chdir_option(void **) {
+    Options o;
+    std::string msg;
+    assert_true(o.chdir.empty());
+    assert_int_equal(parse({"--chdir", "/srv/app/current", "--", "./server"}, &o, &msg), PARSE_RUN);
+    assert_string_equal(o.chdir.c_str(), "/srv/app/current");
+    assert_int_equal(parse({"--chdir=", "--", "./server"}, &o, &msg), PARSE_ERROR);
+    assert_true(has(msg, "--chdir"));
+    assert_int_equal(parse({"--chdir"}, &o, &msg), PARSE_ERROR);
+}
+
 void test_pid_file_check(void **) {
     char dir[] = "/tmp/hr-pidfile-XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -181,6 +192,7 @@ int main(void) {
         cmocka_unit_test(test_signal_names),
         cmocka_unit_test(test_stop_signal_option),
         cmocka_unit_test(test_pid_file_check),
+        cmocka_unit_test(test_chdir_option),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
