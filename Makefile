@@ -3,7 +3,7 @@
 #   make demo       build, then show a reload under load with zero failed requests
 #   make check      install test dependencies (make deps), run unit and integration tests
 #   make bench      benchmarks (ratios, never asserted)
-#   make install    PREFIX=/usr/local
+#   make install    PREFIX=/usr/local (LIBDIR=$(PREFIX)/lib/hotrestart); changing either rebuilds what embeds it
 
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib/hotrestart
@@ -23,6 +23,7 @@ SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/co
 LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc launcher/sentinel.cc \
+                launcher/shimfile.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -33,8 +34,18 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration deps deps-build bench install clean
+.PHONY: all demo check unit integration deps deps-build bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
+
+# What the launcher has compiled in (where it looks for the installed shim, its version) is kept in a stamp
+# that changes only when the values do, and the objects that use them depend on it: `make install
+# PREFIX=/usr` after a plain `make` rebuilds them instead of installing a launcher that looks in /usr/local.
+CONFIG_STAMP := $(BUILD)/config.stamp
+$(CONFIG_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo 'LIBDIR=$(LIBDIR) VERSION=$(VERSION)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+$(BUILD)/obj/launcher/options.o $(BUILD)/obj/launcher/shimfile.o: $(CONFIG_STAMP)
 
 $(BUILD)/shimobj/%.o: %.cc $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -45,10 +56,10 @@ $(BUILD)/obj/%.o: %.cc $(HEADERS)
 	$(CXX) $(CXXFLAGS) $(LAUNCHER_FLAGS) -c -o $@ $<
 
 # The shim is linked without the C++ runtime: nothing of libstdc++ may be loaded into every program.
-$(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map
+$(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map Makefile
 	@if nm $(SHIM_OBJ) | grep -q _GLOBAL__sub_I; then \
 	    echo "shim: a global needs dynamic initialisation (it would run after the shim's constructor)"; exit 1; fi
-	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
+	$(CC) -shared -Wl,-soname,libhotrestart.so -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
 	    -o $@ $(SHIM_OBJ) -ldl -lpthread
 
 $(BUILD)/hotrestart: $(LAUNCHER_OBJ)
@@ -59,7 +70,8 @@ $(BUILD)/testserver: examples/testserver.c
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread -o $@ $<
 
 # Unit tests link the pure modules directly (no preload needed for them).
-UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc
+UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
+                launcher/shimfile.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< $(UNIT_LINK) -lcmocka

@@ -9,6 +9,7 @@ that served it. Prints one line per reload and a summary; exits 1 if any request
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,15 @@ WINDOW = "0.5"  # rollback window: the old version stands by this long after eac
 
 
 def main():
-    port = free_port()
     work = tempfile.mkdtemp(prefix="hotrestart-demo-")
+    try:
+        return demo(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # after demo() has stopped the launcher and its generations
+
+
+def demo(work):
+    port = free_port()
     version = os.path.join(work, "version")
     run = os.path.join(work, "run.sh")
     control = os.path.join(work, "control.sock")

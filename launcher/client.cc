@@ -103,7 +103,7 @@ bool run_client(int argc, char **argv, int *status) {
             path = value;
         } else if (name == "--timeout" && cmd != "status") {
             if (!take_value() || !parse_seconds(value, &timeout)) {
-                *status = usage(c, "invalid --timeout '" + value + "': expected a number of seconds > 0");
+                *status = usage(c, "invalid --timeout '" + value + "': expected " + seconds_expected(false));
                 return true;
             }
         } else {

@@ -11,6 +11,8 @@ constexpr int kExitLauncherError = 125; // bad options, missing shim, internal f
 constexpr int kExitNotExecutable = 126; // PROGRAM found but could not be executed
 constexpr int kExitNotFound = 127;      // PROGRAM not found
 
+constexpr int kMaxVerbose = 3; // -vvv; more v's add nothing
+
 // --ready: when a new generation counts as ready.
 enum ReadyMode {
     READY_LISTEN, // it took over (or opened) its sockets and accepts
@@ -37,7 +39,8 @@ struct Options {
     double kill_timeout = 10;
     int stop_signal = 15; // SIGTERM
     std::string shim;     // empty: next to the launcher, then the installed one
-    int verbose = 0;
+    std::string chdir;    // --chdir DIR: generations start in DIR (entered afresh each time); empty: none
+    int verbose = 0;      // 0..kMaxVerbose: 1 the launcher's detail, 2 the shim's start-up, 3 its tracing
     std::vector<std::string> argv; // PROGRAM ARGS...
 };
 
@@ -46,14 +49,23 @@ enum ParseResult { PARSE_RUN, PARSE_EXIT_OK, PARSE_ERROR };
 // Fills opts, or writes one line (without newline) into msg: the usage error, or the help/version text.
 ParseResult parse_options(int argc, char **argv, Options *opts, std::string *msg);
 
-// "1.5" -> 1.5: a number of seconds > 0 (at most a week). False if it is not one.
-bool parse_seconds(const std::string &s, double *out);
+// The longest time any SEC option takes: 7 days.
+constexpr int kMaxSeconds = 7 * 86400;
 
-// "TERM", "SIGTERM", "term", "15" -> 15; -1 if unknown.
+// "1.5" -> 1.5: a number of seconds > 0 and <= kMaxSeconds in plain decimal (digits, optionally '.' and
+// digits). False if it is not one ("0x10", " 5", "1e3", "-1", ".5", "5." are not).
+bool parse_seconds(const std::string &s, double *out);
+// What parse_seconds accepts (zero_ok: also 0), for error messages: "a number of seconds > 0 and <= ...".
+std::string seconds_expected(bool zero_ok);
+
+// Whether the launcher will be able to create its --pid-file at path: the directory exists, is one, and
+// the launcher may create files in it; path itself is not a directory. False with *why: "directory /run/x:
+// No such file or directory". The pid file itself is written later (Supervisor::write_pid_file).
+bool check_pid_file(const std::string &path, std::string *why);
+
+// "TERM", "SIGTERM", "term", "15" -> 15, "RTMIN+3" -> SIGRTMIN + 3: any signal Linux names; -1 if unknown.
+// signal_name: "SIGTERM", "SIGRTMIN+3" ("signal N" if it has no name); a static buffer.
 int parse_signal(const std::string &s);
 const char *signal_name(int sig);
-
-// Where the shim is: --shim, else next to the launcher binary, else the installed copy. Empty if none.
-std::string find_shim(const std::string &option);
 
 } // namespace hr

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,19 @@ extern char **environ;
 
 namespace hr {
 namespace {
+
+std::string g_workdir;      // --chdir DIR; empty: none
+std::string g_workdir_what; // "enter DIR (--chdir) for": SpawnResult::what when DIR cannot be entered
+
+// The parent's check of --chdir before fork: an error there is reported as such (the child's chdir can
+// still fail if DIR goes away in between; that reads as an exec error).
+bool workdir_usable(SpawnResult *res) {
+    int e = workdir_error(g_workdir);
+    if (e == 0) return true;
+    res->error = e;
+    res->what = g_workdir_what.c_str();
+    return false;
+}
 
 // Variables of the launcher that never reach a child as they are: the shim's own (set per generation), and
 // the launcher's systemd hand-over (NOTIFY_SOCKET and socket activation are the launcher's, not the program's).
@@ -36,6 +50,8 @@ bool overridden(const char *e, const std::vector<std::string> &env) {
 SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *envp, char *hrvar, size_t hrlen,
                       Config cfg) {
     SpawnResult res;
+    if (!g_workdir.empty() && !workdir_usable(&res)) return res;
+    const char *workdir = g_workdir.empty() ? nullptr : g_workdir.c_str();
     const pid_t launcher = getpid();
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) < 0) {
@@ -65,7 +81,7 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
         }
         sigaction(SIGPIPE, &req.sigpipe, nullptr);
         sigprocmask(SIG_SETMASK, &req.sigmask, nullptr);
-        execvpe(argv[0], argv, envp);
+        if (!workdir || chdir(workdir) == 0) execvpe(argv[0], argv, envp);
         int e = errno;
         ssize_t w = write(errpipe[1], &e, sizeof e);
         (void)w;
@@ -111,6 +127,18 @@ std::vector<char *> pointers(std::vector<std::string> &v) {
 }
 
 } // namespace
+
+int workdir_error(const std::string &dir) {
+    struct stat st;
+    if (stat(dir.c_str(), &st) < 0) return errno;
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+    return access(dir.c_str(), X_OK) < 0 ? errno : 0;
+}
+
+void spawn_set_workdir(const std::string &dir) {
+    g_workdir = dir;
+    g_workdir_what = "enter " + dir + " (--chdir) for";
+}
 
 SpawnResult spawn_generation(const SpawnRequest &req) {
     std::string preload;

@@ -13,7 +13,8 @@
 namespace hr {
 
 struct SpawnRequest {
-    std::vector<std::string> argv; // PROGRAM ARGS (PROGRAM resolved through PATH at every spawn)
+    std::vector<std::string> argv; // PROGRAM ARGS (PROGRAM resolved through PATH, or in the --chdir
+                                   // directory if relative, at every spawn)
     std::string shim;              // absolute path of libhotrestart.so
     Config cfg;                    // ctl/wake/shm/fds as the child will see them; main_pid filled in the child
     std::vector<int> pass_fds;     // exactly the descriptors the child inherits besides 0, 1, 2
@@ -25,8 +26,16 @@ struct SpawnRequest {
 struct SpawnResult {
     pid_t pid = -1;   // >0: running the program
     int error = 0;    // errno of fork, or of exec in the child (then the child has already exited)
-    const char *what = ""; // "fork", "execute"
+    const char *what = ""; // "fork", "execute", "enter DIR (--chdir) for"
 };
+
+// --chdir DIR: every child (generation or --ready-check) starts in dir, entered by path at each spawn, so
+// that a symlink swapped between two starts is followed (and a relative PROGRAM resolved in the new
+// release). Empty (the default): children inherit the launcher's working directory. Set once, before
+// the first spawn.
+void spawn_set_workdir(const std::string &dir);
+// 0 if a child could enter dir now, else the errno that says why not (ENOTDIR for a file).
+int workdir_error(const std::string &dir);
 
 // A generation: PROGRAM with the shim preloaded and HOTRESTART describing cfg, in its own process group.
 SpawnResult spawn_generation(const SpawnRequest &req);

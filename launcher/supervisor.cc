@@ -65,7 +65,7 @@ int exit_code_of(int status) {
 std::string describe_status(int status) {
     char buf[64];
     if (WIFEXITED(status)) snprintf(buf, sizeof buf, "exited with status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status)) snprintf(buf, sizeof buf, "was killed by %s", strsignal(WTERMSIG(status)));
+    else if (WIFSIGNALED(status)) snprintf(buf, sizeof buf, "was killed by %s", signal_name(WTERMSIG(status)));
     else snprintf(buf, sizeof buf, "ended with wait status %#x", status);
     return buf;
 }

@@ -10,12 +10,17 @@ port=${1:-11311}
 launcher=$here/../../build/hotrestart
 [ -x "$launcher" ] || { echo "build the launcher first: make -C $here/../.." >&2; exit 1; }
 [ -x /usr/bin/memcached ] || { echo "memcached is not installed (apt-get install memcached)" >&2; exit 1; }
-dir=$(mktemp -d /tmp/hotrestart-memcached.XXXXXX)
+dir=$(mktemp -d "${TMPDIR:-/tmp}/hotrestart-memcached.XXXXXX")
+# The launcher runs as a child (not exec'd) so that this directory is removed however it ends: the
+# launcher stopped by kill -TERM, Ctrl-C (the shell's INT trap runs once the launcher is done), an error.
+trap 'rm -rf "$dir"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 user=""
 [ "$(id -u)" -eq 0 ] && user="-u nobody"
 echo "memcached on 127.0.0.1:$port (TCP and UDP)"
 echo "  reload:  kill -HUP \$(cat $dir/hotrestart.pid)     (see the pid change: the python3 line at the top of $0)"
 echo "  stop:    kill -TERM \$(cat $dir/hotrestart.pid)    (or Ctrl-C)"
 # shellcheck disable=SC2086
-exec "$launcher" --pid-file "$dir/hotrestart.pid" --stop-signal USR1 -- \
+"$launcher" --pid-file "$dir/hotrestart.pid" --stop-signal USR1 -- \
     /usr/bin/memcached -l 127.0.0.1 -p "$port" -U "$port" $user

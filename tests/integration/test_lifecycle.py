@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (LAUNCHER, SlowRequest, fd_count, free_port, group_alive, group_members, http_get, line_time,
+from conftest import (LAUNCHER, TESTSERVER, SlowRequest, fd_count, free_port, group_alive, group_members, http_get, line_time,
                       pid_alive, reply_pid, server_argv, socket_fds, start_accepted_slow, wait_until, write_mode)
 
 
@@ -445,6 +445,8 @@ def test_program_exit_status_passes_through(script, expected, tmp_path):
     status, err, gens, secs = run_launcher([LAUNCHER, "--", "/bin/sh", "-c", script], cwd=str(tmp_path))
     assert status == expected, "status %d, expected %d; stderr:\n%s" % (status, expected, err)
     assert "exiting with status %d" % expected in err, err
+    if expected > 128:  # the signal by its name, as kill -l spells it (not strsignal's "Segmentation fault")
+        assert "gen 1 was killed by SIGSEGV" in err, err
     assert list(gens) == [1], err
     assert secs < 10
     assert_gens_gone(gens)
@@ -460,7 +462,7 @@ def test_crashing_program_status_passes_through(launch, tmp_path):
     assert reply_pid(http_get(port, "/", timeout=10)) == pid1  # served, then abort()
     status = hr.wait_exit(15)
     assert status == 128 + signal.SIGABRT, "status %d\n%s" % (status, hr.log())
-    hr.wait_for(r"gen 1 \(pid %d\) (was killed by|exited).* on its own" % pid1, since=since)
+    hr.wait_for(r"gen 1 \(pid %d\) was killed by SIGABRT on its own" % pid1, since=since)
     hr.wait_for(r"exiting with status %d" % (128 + signal.SIGABRT), since=since)
     hr.assert_no_process_left()
 
@@ -470,6 +472,16 @@ def _not_executable(tmp_path):
     p.write_text("#!/bin/sh\nexit 0\n")
     os.chmod(str(p), 0o644)
     return str(p)
+
+
+def _libc_path():
+    """The C library this Python runs with (a shared object that is not the shim)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            if os.path.basename(path).startswith("libc.so"):
+                return path
+    raise AssertionError("no libc.so mapped in this process")
 
 
 ERROR_CASES = {
@@ -483,10 +495,25 @@ ERROR_CASES = {
                         ["BOGUS"]),
     "negative-ready-timeout": (lambda port, tmp: ["--ready-timeout", "-1", "--"] + server_argv("threads", port),
                                125, ["--ready-timeout"]),
+    "hex-ready-timeout": (lambda port, tmp: ["--ready-timeout", "0x10", "--"] + server_argv("threads", port),
+                          125, ["invalid --ready-timeout '0x10'"]),
+    "drain-timeout-over-7-days": (lambda port, tmp: ["--drain-timeout", "604801", "--"] + server_argv("threads", port),
+                                  125, ["invalid --drain-timeout '604801'", "<= 604800 (7 days)"]),
+    "vvv": (lambda port, tmp: ["-vvv", "--", "/bin/sh", "-c", "exit 4"], 4, ["exiting with status 4"]),
+    "verbose-level-out-of-range": (lambda port, tmp: ["--verbose=9", "--", "/bin/sh", "-c", "exit 4"], 125,
+                                   ["invalid --verbose '9'"]),
+    "stop-signal-kill": (lambda port, tmp: ["--stop-signal", "KILL", "--"] + server_argv("threads", port), 125,
+                         ["invalid --stop-signal 'KILL'"]),
     "no-program": (lambda port, tmp: [], 125, ["PROGRAM"]),
     "no-program-after-dashes": (lambda port, tmp: ["--"], 125, ["PROGRAM"]),
     "missing-shim": (lambda port, tmp: ["--shim", "/nonexistent.so", "--"] + server_argv("threads", port), 125,
                      ["/nonexistent.so"]),
+    "shim-not-elf": (lambda port, tmp: ["--shim", "/etc/passwd", "--", "/bin/sh", "-c", "exit 0"], 125,
+                     ["hotrestart: fatal: the shim '/etc/passwd' is not an ELF file"]),
+    "shim-another-library": (lambda port, tmp: ["--shim", _libc_path(), "--", "/bin/sh", "-c", "exit 0"], 125,
+                             ["is an ELF shared object, but not the hotrestart shim (its soname is 'libc.so.6'"]),
+    "chdir-missing": (lambda port, tmp: ["--chdir", "/nonexistent/dir", "--", "/bin/sh", "-c", "exit 0"], 125,
+                      ["hotrestart: fatal: --chdir /nonexistent/dir: No such file or directory"]),
     "port-in-use": (lambda port, tmp: ["--"] + server_argv("threads", port), 1,
                     ["bind 127.0.0.1:{port} failed: Address already in use"]),
 }
@@ -515,6 +542,86 @@ def test_errors_are_precise(case, tmp_path):
     if expected == 125:
         assert gens == {}, "a generation was started despite a launcher error:\n%s" % err
     assert_gens_gone(gens)
+
+
+def test_realtime_stop_signal(launch):
+    """--stop-signal takes any signal Linux names; the log names it as kill -l does."""
+    port = free_port()
+    hr = launch(server_argv("threads", port), options=["--stop-signal", "RTMIN+2", "--drain-timeout", "5"])
+    pid1 = hr.wait_ready(1)
+    status = hr.stop()
+    assert status == 128 + int(signal.SIGRTMIN) + 2, "status %d\n%s" % (status, hr.log())  # its default action ends it
+    hr.wait_for(r"gen 1: sending SIGRTMIN\+2 to process group %d" % pid1, since=0)
+    hr.assert_no_process_left()
+
+
+def test_client_timeout_is_plain_decimal(tmp_path):
+    env = dict(os.environ, HOTRESTART_CONTROL=str(tmp_path / "none.sock"))
+    for bad in ("0x10", " 5", "604801", "1e3"):
+        p = subprocess.run([LAUNCHER, "reload", "--timeout", bad], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+        err = p.stderr.decode()
+        assert p.returncode == 125 and "invalid --timeout '%s'" % bad in err and "604800 (7 days)" in err, err
+
+
+def _release(tmp_path, name, port):
+    """tmp_path/name/server: starts the test server with the tag <release>:<its working directory>."""
+    d = tmp_path / name
+    d.mkdir()
+    server = d / "server"
+    server.write_text('#!/bin/sh\nexec %s --model threads --port %d --tag "%s:$(basename "$(pwd -P)")"\n'
+                      % (TESTSERVER, port, name))
+    os.chmod(str(server), 0o755)
+    return d
+
+
+def _swap(link, target):
+    """Points the symlink link at target atomically, as a deploy does."""
+    tmp = str(link) + ".new"
+    os.symlink(str(target), tmp)
+    os.replace(tmp, str(link))
+
+
+def _tag(port):
+    return http_get(port).split("tag=")[1].split()[0]
+
+
+def test_chdir_follows_a_symlink_swap(launch, tmp_path):
+    """--chdir DIR: each generation starts in DIR entered afresh, so a relative PROGRAM runs the release the
+    symlink names at that reload; a DIR that is gone fails that reload only."""
+    port = free_port()
+    current = tmp_path / "current"
+    _swap(current, _release(tmp_path, "r1", port))
+    _release(tmp_path, "r2", port)
+    work = tmp_path / "launcher-cwd"  # where ./server does not exist
+    work.mkdir()
+    hr = launch(["./server"], options=["--chdir", str(current)], cwd=str(work))
+    hr.wait_ready(1)
+    assert _tag(port) == "r1:r1"
+    _swap(current, tmp_path / "r2")
+    hr.reload()
+    assert _tag(port) == "r2:r2"
+    _swap(current, tmp_path / "r3")  # not there
+    since = hr.mark()
+    hr.signal(signal.SIGHUP)
+    hr.wait_for(r"error: unable to enter %s \(--chdir\) for gen 3: No such file or directory" % re.escape(str(current)),
+                since=since)
+    hr.wait_for(r"reload 2 failed: gen 3 could not be started", since=since)
+    assert _tag(port) == "r2:r2"
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
+def test_pid_file_in_a_missing_directory_is_fatal(tmp_path):
+    """Refused before any generation starts, in one line that names the path and the cause."""
+    pid_file = tmp_path / "missing" / "hr.pid"
+    status, err, gens, secs = run_launcher([LAUNCHER, "--pid-file", str(pid_file), "--", "/bin/sh", "-c",
+                                            "echo started >&2"], cwd=str(tmp_path))
+    assert status == 125, "status %d; stderr:\n%s" % (status, err)
+    assert err == "hotrestart: fatal: --pid-file %s: directory %s: No such file or directory\n" % (
+        pid_file, pid_file.parent), err
+    assert gens == {} and secs < 10
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_pid_file(launch, tmp_path):

@@ -130,7 +130,7 @@ void test_status(void **) {
     assert_true(has(t, "serving: gen 3 (pid 30) since "));
     assert_true(has(t, "gen 2 (pid 20) draining, 1 connection, stop signal in 12.5 s\n"));
     assert_true(has(t, "listeners: 127.0.0.1:8080 udp:127.0.0.1:5353\n"));
-    assert_true(has(t, "reloads: 2 total, 1 failed\n"));
+    assert_true(has(t, "reloads: 2 total, 1 failed; restarts: 0\n"));
 }
 
 ParseResult parse(std::initializer_list<const char *> args, Options *o, std::string *msg) {

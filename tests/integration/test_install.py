@@ -1,0 +1,56 @@
+"""make install and the launcher's search for its shim: what an installed launcher looks for, and where.
+
+The build is copied (timestamps kept) so that the repository's own build/ is left as it is; make then works
+on the copy exactly as it would on build/ after a plain `make`."""
+import os
+import shutil
+import subprocess
+
+from conftest import BUILD, LAUNCHER, ROOT
+
+
+def make(*args, timeout=300):
+    p = subprocess.run(["make", "--no-print-directory"] + list(args), cwd=ROOT, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    assert p.returncode == 0, p.stdout.decode(errors="replace")
+    return p.stdout.decode(errors="replace")
+
+
+def run(argv, timeout=30):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def test_install_with_another_prefix_after_make(tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(BUILD, str(build), symlinks=True)  # copy2: modification times kept
+    root = tmp_path / "root"
+    make("install", "BUILD=%s" % build, "PREFIX=/usr", "DESTDIR=%s" % root)
+    installed = root / "usr" / "bin" / "hotrestart"
+    shim = root / "usr" / "lib" / "hotrestart" / "libhotrestart.so"
+    assert installed.exists() and shim.exists()
+
+    # It was rebuilt for /usr: its default shim location is /usr/lib/hotrestart, not /usr/local.
+    rc, out, _ = run([str(installed), "--help"])
+    assert rc == 0 and "then in /usr/lib/hotrestart)" in out and "/usr/local" not in out, out
+
+    # Installed under DESTDIR, it finds its shim as ../lib/hotrestart/ from its own directory.
+    rc, _, err = run([str(installed), "-v", "--", "/bin/sh", "-c", 'echo "preload=$LD_PRELOAD" >&2; exit 3'])
+    assert rc == 3, err
+    assert "preload=%s" % shim in err and "shim active in pid" in err, err
+
+    # Alone, it names every place it looked, /usr/lib/hotrestart among them, and runs nothing.
+    alone = tmp_path / "alone" / "bin" / "hotrestart"
+    alone.parent.mkdir(parents=True)
+    shutil.copy2(str(installed), str(alone))
+    rc, _, err = run([str(alone), "--", "/bin/sh", "-c", "echo ran >&2"])
+    tried = [str(alone.parent / "libhotrestart.so"), str(tmp_path / "alone" / "lib" / "hotrestart" / "libhotrestart.so"),
+             "/usr/lib/hotrestart/libhotrestart.so"]
+    assert rc == 125 and err.strip() == ("hotrestart: fatal: unable to find libhotrestart.so (tried %s); use --shim PATH"
+                                         % ", ".join(tried)), err
+
+    # A plain make afterwards goes back to the default prefix.
+    make("BUILD=%s" % build, str(build / "hotrestart"))
+    rc, out, _ = run([str(build / "hotrestart"), "--help"])
+    assert rc == 0 and "then in /usr/local/lib/hotrestart)" in out, out
