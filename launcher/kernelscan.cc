@@ -73,13 +73,12 @@ bool is_accepted_conn(int sock, const Registry &reg) {
     return false;
 }
 
-} // namespace
-
-int kernel_live_conns(pid_t pgid, const Registry &reg) {
+// Calls fn(pid, sock) for each distinct socket that a process of group pgid holds, sock being our duplicate
+// (closed after the call). Returns false if some process could not be looked at.
+template <class Fn> bool each_group_socket(pid_t pgid, Fn fn) {
     DIR *proc = opendir("/proc");
-    if (!proc) return -1;
+    if (!proc) return false;
     std::set<std::pair<unsigned long, unsigned long>> seen; // (dev, inode) of sockets already classified
-    int count = 0;
     bool unknown = false;
     while (dirent *d = readdir(proc)) {
         if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
@@ -108,14 +107,49 @@ int kernel_live_conns(pid_t pgid, const Registry &reg) {
                 if (errno != EBADF) unknown = true;
                 continue;
             }
-            if (is_accepted_conn(sock, reg)) ++count;
+            fn(pid, sock);
             close(sock);
         }
         if (pidfd >= 0) close(pidfd);
         closedir(fds);
     }
     closedir(proc);
-    return (unknown && count == 0) ? -1 : count;
+    return !unknown;
+}
+
+} // namespace
+
+int kernel_live_conns(pid_t pgid, const Registry &reg) {
+    int count = 0;
+    bool complete = each_group_socket(pgid, [&](pid_t, int sock) { count += is_accepted_conn(sock, reg); });
+    return (!complete && count == 0) ? -1 : count;
+}
+
+std::vector<std::string> kernel_foreign_listeners(pid_t pgid, const Registry &reg) {
+    std::vector<std::string> out;
+    each_group_socket(pgid, [&](pid_t pid, int sock) {
+        int acc = 0;
+        socklen_t l = sizeof acc;
+        struct stat st;
+        if (getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc || fstat(sock, &st) < 0) return;
+        for (const auto &lst : reg.all())
+            if (lst.dev == st.st_dev && lst.ino == st.st_ino) return;
+        int type = 0, v6only = 0;
+        l = sizeof type;
+        getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &l);
+        sockaddr_storage ss{};
+        socklen_t sl = sizeof ss;
+        if (getsockname(sock, reinterpret_cast<sockaddr *>(&ss), &sl) < 0) return;
+        if (ss.ss_family == AF_INET6) {
+            l = sizeof v6only;
+            getsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l);
+        }
+        SockKey k;
+        char name[160] = "?";
+        if (key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &k)) key_format(k, name, sizeof name);
+        out.push_back(std::string(name) + " (pid " + std::to_string(pid) + ")");
+    });
+    return out;
 }
 
 } // namespace hr

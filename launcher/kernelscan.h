@@ -6,7 +6,9 @@
 
 #include "registry.h"
 
+#include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace hr {
 
@@ -14,5 +16,10 @@ namespace hr {
 // another user while the launcher is not root).
 // Looks at each socket through pidfd_getfd(2) (the launcher is root or the parent of the generation).
 int kernel_live_conns(pid_t pgid, const Registry &reg);
+
+// Listening sockets that processes of group pgid hold and the registry does not know, as
+// "127.0.0.1:8080 (pid 123)": sockets of a process the shim is not active in (a wrapper that forks,
+// like runuser or sudo, started the server; a static program).
+std::vector<std::string> kernel_foreign_listeners(pid_t pgid, const Registry &reg);
 
 } // namespace hr

@@ -285,12 +285,23 @@ std::string Supervisor::unclaimed(const Gen &g) const {
     return out;
 }
 
+// Listening sockets of g that the shim never reported, with what that means; empty if none.
+std::string Supervisor::foreign_listeners(const Gen &g) const {
+    std::string list;
+    for (const auto &l : kernel_foreign_listeners(g.pid, registry_)) list += (list.empty() ? "" : ", ") + escape_text(l);
+    if (list.empty()) return list;
+    return "listens on " + list + ", in a process where the shim is not active: a wrapper that forks (runuser, "
+           "su, sudo, a shell running it as a child) or a static or setuid program started it; use an exec-style "
+           "wrapper (setpriv, chpst, s6-setuidgid, exec in the shell) or let the server drop privileges itself";
+}
+
 std::string Supervisor::rollback_reason(const Gen &g, GenEvent e) const {
     char secs[32];
     snprintf(secs, sizeof secs, "%g", opts_.ready_timeout);
     if (e == EV_CHECK_FAILED) return g.check_failure;
     if (e == EV_READY_TIMEOUT) {
         std::string why = "was not ready after " + std::string(secs) + " s: ";
+        if (std::string where = foreign_listeners(g); !where.empty()) return why + "it " + where;
         if (opts_.ready == READY_NOTIFY) return why + "it never sent READY=1 to $NOTIFY_SOCKET";
         if (!g.hello) return why + "the shim never reported in (static or setuid program, or LD_PRELOAD removed?)";
         if (g.passed.empty() && g.registered == 0) return why + "it listened on no socket";
@@ -783,7 +794,9 @@ void Supervisor::on_deadlines(int64_t now) {
         case GS_STARTING:
             if (!serving_ && gen_counter_ == 1 && !g.main_exited) {
                 // Nothing to roll back to: keep the first generation, without hot restart if it never said hello.
-                if (opts_.ready == READY_NOTIFY) logf("warning: gen 1 has not sent READY=1 after %g s", opts_.ready_timeout);
+                if (std::string where = foreign_listeners(g); !where.empty())
+                    logf("warning: gen 1 %s; hot restart will not work", where.c_str());
+                else if (opts_.ready == READY_NOTIFY) logf("warning: gen 1 has not sent READY=1 after %g s", opts_.ready_timeout);
                 else if (!g.hello) logf("warning: gen 1: the shim never reported in (static or setuid program?); "
                                         "hot restart will not work");
                 else logf("warning: gen 1 has not listened on any socket after %g s", opts_.ready_timeout);

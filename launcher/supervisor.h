@@ -115,6 +115,7 @@ private:
     bool reload_in_progress() const;
     ReloadReport *find_report(int number);
     std::string rollback_reason(const Gen &g, GenEvent e) const;
+    std::string foreign_listeners(const Gen &g) const;
     StatusReport status() const;
     std::string unclaimed(const Gen &g) const;
     void release(Gen &g);

@@ -189,3 +189,21 @@ def test_launcher_killed_stops_everything(launch, load, tmp_path):
     assert hr2.stop() == 0
     assert not pid_file.exists()
     print("\n[stats] launcher killed: everything gone after %.2f s" % (time.monotonic() - t0))
+
+
+# --------------------------------------------------------------------------------------------------------
+# wrappers that fork
+
+
+def test_wrapper_that_forks_is_named(launch, tmp_path):
+    """A wrapper that runs the server as a forked child (runuser, sudo, a shell without exec): the shim is not
+    active where the socket is. The launcher says so, naming the socket, the process and the fix."""
+    port = free_port()
+    hr = launch(["/bin/sh", "-c", " ".join(server_argv("iterative", port)) + "; true"],
+                options=["--ready-timeout", "1", "--rollback-window", "0"])
+    m = hr.wait_for(r"warning: gen 1 listens on 127\.0\.0\.1:%d \(pid (\d+)\), in a process where the shim is not "
+                    r"active: a wrapper that forks .* use an exec-style wrapper \(setpriv" % port)
+    server = int(m.group(1))
+    assert reply_pid(http_get(port)) == server
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
