@@ -182,6 +182,37 @@ void test_pid_file_check(void **) {
     rmdir(dir);
 }
 
+// --control, --ready, --ready-check, --rollback-window, --restart.
+void test_reload_options(void **) {
+    Options o;
+    std::string msg;
+    assert_int_equal(parse({"--control", "/run/x.sock", "--ready", "notify", "--ready-check", "true",
+                            "--rollback-window", "0", "--", "srv"}, &o, &msg), PARSE_RUN);
+    assert_string_equal(o.control.c_str(), "/run/x.sock");
+    assert_int_equal(o.ready, READY_NOTIFY);
+    assert_string_equal(o.ready_check.c_str(), "true");
+    assert_true(o.rollback_window == 0);
+    Options d;
+    assert_int_equal(parse({"--", "srv"}, &d, &msg), PARSE_RUN);
+    assert_int_equal(d.ready, READY_LISTEN);
+    assert_true(d.rollback_window == 2);
+    Options s;
+    assert_int_equal(parse({"--ready=1.5", "--ready", "listen", "--ready", "2", "--", "srv"}, &s, &msg), PARSE_RUN);
+    assert_int_equal(s.ready, READY_DELAY);
+    assert_true(s.ready_delay == 2);
+    Options r;
+    assert_int_equal(parse({"--restart", "on-failure", "--", "srv"}, &r, &msg), PARSE_RUN);
+    assert_int_equal(r.restart, RESTART_ON_FAILURE);
+    assert_int_equal(d.restart, RESTART_NO);
+    const char *bad[][2] = {{"--restart", "sometimes"}, {"--ready", "soon"}, {"--ready", "0"}, {"--rollback-window", "-1"},
+                            {"--rollback-window", "x"}, {"--control", ""}, {"--ready-check", ""}};
+    for (auto &b : bad) {
+        Options e;
+        if (parse({b[0], b[1], "--", "srv"}, &e, &msg) != PARSE_ERROR) fail_msg("%s '%s' accepted", b[0], b[1]);
+    }
+}
+
+
 } // namespace
 
 int main(void) {
@@ -193,6 +224,7 @@ int main(void) {
         cmocka_unit_test(test_stop_signal_option),
         cmocka_unit_test(test_pid_file_check),
         cmocka_unit_test(test_chdir_option),
+        cmocka_unit_test(test_reload_options),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }

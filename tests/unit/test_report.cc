@@ -1,5 +1,4 @@
-// Unit tests for launcher/report.cc (reload and status as text and JSON) and the new options of
-// launcher/options.cc: the interface a deploy script reads.
+// Unit tests for launcher/report.cc: reload and status as text and JSON, the interface a deploy script reads.
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,7 +10,6 @@ extern "C" {
 #include <string.h>
 #include <string>
 
-#include "options.h"
 #include "report.h"
 
 using namespace hr;
@@ -133,40 +131,6 @@ void test_status(void **) {
     assert_true(has(t, "reloads: 2 total, 1 failed; restarts: 0\n"));
 }
 
-ParseResult parse(std::initializer_list<const char *> args, Options *o, std::string *msg) {
-    static char *argv[32];
-    int argc = 0;
-    argv[argc++] = const_cast<char *>("hotrestart");
-    for (const char *a : args) argv[argc++] = const_cast<char *>(a);
-    argv[argc] = nullptr;
-    return parse_options(argc, argv, o, msg);
-}
-
-void test_new_options(void **) {
-    Options o;
-    std::string msg;
-    assert_int_equal(parse({"--control", "/run/x.sock", "--ready", "notify", "--ready-check", "true",
-                            "--rollback-window", "0", "--", "srv"}, &o, &msg), PARSE_RUN);
-    assert_string_equal(o.control.c_str(), "/run/x.sock");
-    assert_int_equal(o.ready, READY_NOTIFY);
-    assert_string_equal(o.ready_check.c_str(), "true");
-    assert_true(o.rollback_window == 0);
-    Options d;
-    assert_int_equal(parse({"--", "srv"}, &d, &msg), PARSE_RUN);
-    assert_int_equal(d.ready, READY_LISTEN);
-    assert_true(d.rollback_window == 2);
-    Options s;
-    assert_int_equal(parse({"--ready=1.5", "--ready", "listen", "--ready", "2", "--", "srv"}, &s, &msg), PARSE_RUN);
-    assert_int_equal(s.ready, READY_DELAY);
-    assert_true(s.ready_delay == 2);
-    const char *bad[][2] = {{"--ready", "soon"}, {"--ready", "0"}, {"--rollback-window", "-1"},
-                            {"--rollback-window", "x"}, {"--control", ""}, {"--ready-check", ""}};
-    for (auto &b : bad) {
-        Options e;
-        if (parse({b[0], b[1], "--", "srv"}, &e, &msg) != PARSE_ERROR) fail_msg("%s '%s' accepted", b[0], b[1]);
-    }
-}
-
 } // namespace
 
 int main(void) {
@@ -174,7 +138,6 @@ int main(void) {
         cmocka_unit_test(test_text_ok_while_draining), cmocka_unit_test(test_text_ok_drained),
         cmocka_unit_test(test_text_rolled_back_and_aborted), cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_json_keys), cmocka_unit_test(test_rfc3339), cmocka_unit_test(test_status),
-        cmocka_unit_test(test_new_options),
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }
