@@ -4,6 +4,10 @@
 #   make check      install test dependencies (make deps), run unit and integration tests
 #   make bench      benchmarks (ratios, never asserted)
 #   make install    PREFIX=/usr/local
+#
+# CPPFLAGS, CXXFLAGS, CFLAGS and LDFLAGS (command line or environment) are added to what the build needs
+# (C++17, warnings, no exceptions or RTTI, the shim's -fPIC...), after it: they never replace it. Objects are
+# rebuilt when the flags change.
 
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib/hotrestart
@@ -12,9 +16,10 @@ CXX       ?= g++
 CC        ?= gcc
 VERSION   := 0.1.0
 
-WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CXXFLAGS  ?= -O2 -g
-CXXFLAGS  += -std=c++17 $(WARN) -D_GNU_SOURCE -fno-exceptions -fno-rtti
+CFLAGS    ?= -O2 -g
+WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
+HR_CXXFLAGS = -std=c++17 $(WARN) -D_GNU_SOURCE -fno-exceptions -fno-rtti $(CPPFLAGS) $(CXXFLAGS)
 SHIM_FLAGS := -fPIC -fvisibility=hidden -fno-stack-protector
 LAUNCHER_FLAGS := -Ishim -DHR_VERSION='"$(VERSION)"' -DHR_LIBDIR='"$(LIBDIR)"'
 
@@ -33,41 +38,48 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration deps deps-build bench install clean
+.PHONY: all demo check unit integration deps deps-build bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
 
-$(BUILD)/shimobj/%.o: %.cc $(HEADERS)
-	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) $(SHIM_FLAGS) -c -o $@ $<
+# Everything built depends on the flags it was built with: this file changes only when they do.
+FLAGS_NOW = $(subst ','\'',$(CXX) $(HR_CXXFLAGS) | $(CC) $(CFLAGS) | $(LDFLAGS))
+FLAGS     := $(BUILD)/flags
+$(FLAGS): FORCE
+	@mkdir -p $(BUILD)
+	@printf '%s\n' '$(FLAGS_NOW)' | cmp -s - $@ || printf '%s\n' '$(FLAGS_NOW)' > $@
 
-$(BUILD)/obj/%.o: %.cc $(HEADERS)
+$(BUILD)/shimobj/%.o: %.cc $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) $(LAUNCHER_FLAGS) -c -o $@ $<
+	$(CXX) $(HR_CXXFLAGS) $(SHIM_FLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cc $(HEADERS) $(FLAGS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_FLAGS) -c -o $@ $<
 
 # The shim is linked without the C++ runtime: nothing of libstdc++ may be loaded into every program.
 $(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map
 	@if nm $(SHIM_OBJ) | grep -q _GLOBAL__sub_I; then \
 	    echo "shim: a global needs dynamic initialisation (it would run after the shim's constructor)"; exit 1; fi
-	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now \
+	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now $(LDFLAGS) \
 	    -o $@ $(SHIM_OBJ) -ldl -lpthread
 
 $(BUILD)/hotrestart: $(LAUNCHER_OBJ)
-	$(CXX) -o $@ $(LAUNCHER_OBJ)
+	$(CXX) $(HR_CXXFLAGS) $(LDFLAGS) -o $@ $(LAUNCHER_OBJ)
 
-$(BUILD)/testserver: examples/testserver.c
+$(BUILD)/testserver: examples/testserver.c $(FLAGS)
 	@mkdir -p $(BUILD)
-	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread -o $@ $<
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
 # Unit tests link the pure modules directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc
-$(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS)
+$(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -Ishim -Ilauncher -o $@ $< $(UNIT_LINK) -lcmocka
+	$(CXX) $(HR_CXXFLAGS) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka
 
 # Preloaded tests exercise the wrappers in a real generation: they run under the launcher, with the shim.
-$(BUILD)/unit/preload_%: tests/unit/preload_%.cc
+$(BUILD)/unit/preload_%: tests/unit/preload_%.cc $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -o $@ $< -lcmocka
+	$(CXX) $(HR_CXXFLAGS) $(LDFLAGS) -o $@ $< -lcmocka
 
 unit: all $(UNIT_TESTS) $(PRELOAD_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done; \
