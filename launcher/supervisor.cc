@@ -1,5 +1,6 @@
 #include "supervisor.h"
 
+#include "ctlmsg.h"
 #include "kernelscan.h"
 #include "log.h"
 #include "notify.h"
@@ -134,6 +135,12 @@ Gen *Supervisor::start_generation(int reload) {
     }
     g->ctl = sv[0];
     fcntl(g->ctl, F_SETFL, O_NONBLOCK);
+    if (!ctl_pass_credentials(g->ctl)) {
+        logf("error: unable to enable credentials on the control socket for gen %d: %s", g->n, strerror(errno));
+        close(sv[1]);
+        release(*g);
+        return nullptr;
+    }
     g->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     g->shmfd = memfd_create("hotrestart-gen", MFD_CLOEXEC);
     void *mem = MAP_FAILED;
@@ -202,6 +209,7 @@ Gen *Supervisor::start_generation(int reload) {
 }
 
 void Supervisor::release(Gen &g) {
+    g.warn.flush(g.n);
     for (int *fd : {&g.ctl, &g.wake, &g.shmfd, &g.notify}) {
         if (*fd >= 0) close(*fd);
         *fd = -1;
@@ -492,43 +500,28 @@ void Supervisor::maybe_confirm(Gen &g) {
 
 void Supervisor::on_ctl(Gen &g, bool hangup) {
     for (int handled = 0; handled < kMaxMessagesPerTurn; ++handled) {
-        Msg m;
-        iovec iov{&m, sizeof m};
-        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
-        msghdr mh{};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        ssize_t n = recvmsg(g.ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return; // EAGAIN: all read
-        }
-        if (n == 0) {
+        CtlRecord rec;
+        CtlRead got = ctl_read(g.ctl, &rec);
+        if (got == CTL_AGAIN) return;
+        if (got == CTL_EMPTY) {
             // A zero-length record, or the end: every process of the generation closed its end.
             if (!hangup) continue;
             close(g.ctl);
             g.ctl = -1;
             return;
         }
-        int fds[8];
-        int nfds = 0;
-        for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < k && nfds < 8; ++i) memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        }
-        const char *bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? "truncated message" : msg_check(&m, size_t(n), nfds);
-        if (bad) {
-            logf("warning: gen %d: rejected a message: %s", g.n, bad);
-            for (int i = 0; i < nfds; ++i) close(fds[i]);
+        // Who sent it is what the kernel says (SCM_CREDENTIALS), never Msg::pid.
+        if (const char *bad = ctl_check(rec, g.pid)) {
+            g.warn.warn(g.n, "rejected a message from pid %d: %s", int(rec.sender), bad);
+            rec.close_fds();
             continue;
         }
+        const Msg &m = rec.m;
+        const int sender = int(rec.sender);
         switch (m.type) {
-        case MSG_HELLO:
-            debugf("gen %d: shim active in pid %d", g.n, m.pid);
-            if (m.pid == g.pid) g.hello = true;
+        case MSG_HELLO: // from the main process (ctl_check)
+            debugf("gen %d: shim active in pid %d", g.n, sender);
+            g.hello = true;
             check_ready(g);
             break;
         case MSG_CLAIMED:
@@ -542,7 +535,8 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             break;
         case MSG_REGISTER: {
             const Listener *dup = nullptr;
-            const Listener *l = registry_.add(fds[0], g.n, &dup);
+            const Listener *l = registry_.add(rec.fds[0], g.n, &dup);
+            rec.nfds = 0; // the registry's now (closed unless added)
             if (l) logf("gen %d listening on %s", g.n, l->name.c_str());
             ++g.registered;
             check_ready(g);
@@ -558,9 +552,9 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
         case MSG_BINDFAIL: {
             SockKey k;
             char name[160] = "?";
-            if (key_from_sockaddr(reinterpret_cast<sockaddr *>(&m.addr), m.addrlen, SOCK_STREAM, 0, &k))
+            if (key_from_sockaddr(reinterpret_cast<const sockaddr *>(&m.addr), m.addrlen, SOCK_STREAM, 0, &k))
                 key_format(k, name, sizeof name);
-            logf("gen %d (pid %d): bind %s failed: %s", g.n, m.pid, escape_text(name).c_str(), strerror(m.err));
+            logf("gen %d (pid %d): bind %s failed: %s", g.n, sender, escape_text(name).c_str(), strerror(m.err));
             break;
         }
         }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "control.h"
+#include "ctlmsg.h"
 #include "genstate.h"
 #include "options.h"
 #include "protocol.h"
@@ -61,6 +62,7 @@ struct Gen {
     int64_t next_reclaim_ms = 0; // when to free slots of dead processes next
     int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
     bool idle_hint = false;      // MSG_IDLE received this loop turn
+    WarnLimit warn;              // for the warnings its processes can cause at will
 };
 
 class Supervisor {

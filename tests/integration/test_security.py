@@ -1,0 +1,76 @@
+"""What a program (or a local user) must not be able to make the launcher do: believe a record on the control
+socket that a process outside the generation, or a process other than its main one, forged.
+
+Every wait is on an event (a launcher log line, a process disappearing) with a deadline; processes are
+killed by the fixtures (and the forging children, which may have left the generation, by pid here)."""
+import os
+import re
+import signal
+import socket
+
+import pytest
+
+from conftest import PYTHON, free_port
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS = os.path.join(HERE, "servers")
+
+
+def py(name, *args):
+    return [PYTHON, os.path.join(SERVERS, name)] + [str(a) for a in args]
+
+
+def kill_pid(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------------------
+# A. records are authenticated by the kernel
+
+
+def test_forged_hello_from_a_member_is_rejected_and_logs_name_the_real_sender(launch):
+    """A child of the server (same process group) writes MSG_HELLO on the inherited control socket, then a
+    MSG_BINDFAIL claiming pid 1: the hello is rejected (only the main process says hello), the bind
+    failure (a record any member may send) is logged with the pid the kernel gives, not the one written."""
+    port = free_port()
+    hr = launch(py("forger.py", "--port", port, "--forge", "member"))
+    main = hr.wait_ready(1)
+    child = int(hr.wait_for(r"forger: member pid=(\d+) ", since=0).group(1))
+    assert child != main
+    try:
+        hr.wait_for(r"warning: gen 1: rejected a message from pid %d: hello from a process other than the main "
+                    r"one$" % child, since=0)
+        hr.wait_for(r"gen 1 \(pid %d\): bind unix:/nonexistent/forged failed" % child, since=0)
+        assert "(pid 1)" not in hr.log(), hr.log()
+        assert len(re.findall(r"rejected a message", hr.log())) == 1, hr.log()
+        assert hr.stop() == 0
+    finally:
+        kill_pid(child)
+    hr.assert_no_process_left()
+
+
+def test_record_from_outside_the_generation_is_rejected(launch):
+    """A child that left the process group (setsid) sends MSG_HELLO and MSG_REGISTER of a listening socket
+    (then closes its own copy): both are rejected, and the launcher does not keep the socket (nobody
+    listens on its port once the child's copy is gone)."""
+    port = free_port()
+    hr = launch(py("forger.py", "--port", port, "--forge", "outsider"))
+    hr.wait_ready(1)
+    m = hr.wait_for(r"forger: outsider pid=(\d+) port=(\d+) sent", since=0)
+    child, forged_port = int(m.group(1)), int(m.group(2))
+    try:
+        rejected = r"warning: gen 1: rejected a message from pid %d: the sender is not a process of this " \
+                   r"generation$" % child
+        hr.wait_for(rejected, since=0)
+        hr.wait_for(rejected)  # the second one, after the first
+        assert "listening on 127.0.0.1:%d" % forged_port not in hr.log(), hr.log()
+        with socket.socket() as s:
+            with pytest.raises(ConnectionRefusedError):
+                s.connect(("127.0.0.1", forged_port))
+        assert hr.stop() == 0
+    finally:
+        kill_pid(child)
+    hr.assert_no_process_left()
