@@ -56,8 +56,8 @@ Registry::~Registry() {
     for (auto &l : items_) close_for_good(l);
 }
 
-const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
-    *dup_of = nullptr;
+AddResult Registry::add(int fd, int gen) {
+    AddResult r;
     struct stat st;
     Listener l;
     int type = 0, v6only = 0;
@@ -74,15 +74,24 @@ const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
     ok = ok && key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &l.key) && usable(fd);
     if (!ok) {
         close(fd);
-        return nullptr;
+        r.refused = "not a named listening socket";
+        return r;
     }
+    int mine = 0;
     for (auto &e : items_) {
         if (e.dev == st.st_dev && e.ino == st.st_ino) {
             e.users.insert(gen);
-            *dup_of = &e;
+            r.dup_of = &e;
             close(fd);
-            return nullptr;
+            return r;
         }
+        mine += e.origin == gen;
+    }
+    if (mine >= kMaxPerGeneration || items_.size() >= size_t(kMaxListeners)) {
+        close(fd);
+        r.refused = mine >= kMaxPerGeneration ? "this generation registered as many sockets as it may"
+                                              : "the launcher holds as many sockets as it may";
+        return r;
     }
     char buf[160];
     l.id = next_id_++;
@@ -91,8 +100,10 @@ const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
     l.ino = st.st_ino;
     l.name = key_format(l.key, buf, sizeof buf);
     l.users.insert(gen);
+    l.origin = gen;
     items_.push_back(l);
-    return &items_.back();
+    r.added = &items_.back();
+    return r;
 }
 
 const Listener *Registry::find(uint64_t id) const {

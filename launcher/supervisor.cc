@@ -534,11 +534,11 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             }
             break;
         case MSG_REGISTER: {
-            const Listener *dup = nullptr;
-            const Listener *l = registry_.add(rec.fds[0], g.n, &dup);
-            rec.nfds = 0; // the registry's now (closed unless added)
-            if (l) logf("gen %d listening on %s", g.n, l->name.c_str());
-            ++g.registered;
+            AddResult r = registry_.add(rec.fds[0], g.n);
+            rec.nfds = 0; // the registry's now (closed if refused)
+            if (r.added) logf("gen %d listening on %s", g.n, r.added->name.c_str());
+            if (r.refused) g.warn.warn(g.n, "refused a socket from pid %d: %s", sender, r.refused);
+            else ++g.registered;
             check_ready(g);
             break;
         }

@@ -1,5 +1,6 @@
 """What a program (or a local user) must not be able to make the launcher do: believe a record on the control
-socket that a process outside the generation, or a process other than its main one, forged.
+socket that a process outside the generation, or a process other than its main one, forged; hold descriptors
+without bound.
 
 Every wait is on an event (a launcher log line, a process disappearing) with a deadline; processes are
 killed by the fixtures (and the forging children, which may have left the generation, by pid here)."""
@@ -10,10 +11,12 @@ import socket
 
 import pytest
 
-from conftest import PYTHON, free_port
+from conftest import PYTHON, free_port, socket_fds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")
+MAX_PER_GENERATION = 64  # kMaxPerGeneration, launcher/registry.h
+WARNINGS_SHOWN = 5       # WarnLimit::kShown, launcher/ctlmsg.h
 
 
 def py(name, *args):
@@ -73,4 +76,30 @@ def test_record_from_outside_the_generation_is_rejected(launch):
         assert hr.stop() == 0
     finally:
         kill_pid(child)
+    hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# B. the registry is bounded
+
+
+def test_registration_flood_is_bounded(launch):
+    """A program listening on 300 sockets: the launcher keeps the first 64, closes every other descriptor it
+    receives at once, and logs 5 warnings then only counts (the count comes out when the generation ends)."""
+    count = 300
+    port = free_port()
+    hr = launch(py("manylisteners.py", "--port", port, "--count", count))
+    hr.wait_ready(1)
+    hr.wait_for(r"gen 1 \(pid \d+\): bind unix:/nonexistent/manylisteners-done failed", since=0, timeout=30)
+    log = hr.log()
+    assert len(re.findall(r"gen 1 listening on ", log)) == MAX_PER_GENERATION, log
+    refused = re.findall(r"warning: gen 1: refused a socket from pid \d+: this generation registered as many "
+                         r"sockets as it may", log)
+    assert len(refused) == WARNINGS_SHOWN, log
+    assert "only counted" in log
+    # The 64 kept, its control socket: nothing of the other 237.
+    assert socket_fds(hr.pid) <= MAX_PER_GENERATION + 2, os.listdir("/proc/%d/fd" % hr.pid)
+    assert hr.stop() == 0
+    hr.wait_for(r"warning: gen 1: %d more warnings not logged" % (count + 1 - MAX_PER_GENERATION - WARNINGS_SHOWN),
+                since=0)
     hr.assert_no_process_left()
