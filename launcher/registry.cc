@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "report.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -98,7 +100,8 @@ AddResult Registry::add(int fd, int gen) {
     l.fd = fd;
     l.dev = st.st_dev;
     l.ino = st.st_ino;
-    l.name = key_format(l.key, buf, sizeof buf);
+    // A unix path is whatever the program chose, newlines included: the name goes into log lines.
+    l.name = escape_text(key_format(l.key, buf, sizeof buf));
     l.users.insert(gen);
     l.origin = gen;
     items_.push_back(l);

@@ -25,7 +25,7 @@ struct Listener {
     SockKey key;
     dev_t dev = 0;
     ino_t ino = 0;
-    std::string name;     // "127.0.0.1:8080" for logs
+    std::string name;     // "127.0.0.1:8080" for logs, control characters escaped (escape_text)
     std::set<int> users;  // generations that registered or claimed it
     int origin = 0;       // the generation that registered it
 };

@@ -203,7 +203,7 @@ Gen *Supervisor::start_generation(int reload) {
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
     if (r.error == 0) logf("gen %d started (pid %d)", g->n, int(g->pid));
-    else logf("error: unable to execute '%s': %s", opts_.argv[0].c_str(), strerror(r.error));
+    else logf("error: unable to execute '%s': %s", escape_text(opts_.argv[0]).c_str(), strerror(r.error));
     gens_.push_back(std::move(g));
     return gens_.back().get();
 }

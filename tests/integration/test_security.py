@@ -1,6 +1,6 @@
 """What a program (or a local user) must not be able to make the launcher do: believe a record on the control
 socket that a process outside the generation, or a process other than its main one, forged; hold descriptors
-without bound.
+without bound; write lines into the launcher's log.
 
 Every wait is on an event (a launcher log line, a process disappearing) with a deadline; processes are
 killed by the fixtures (and the forging children, which may have left the generation, by pid here)."""
@@ -8,10 +8,12 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import tempfile
 
 import pytest
 
-from conftest import PYTHON, free_port, socket_fds
+from conftest import LAUNCHER, PYTHON, free_port, line_time, socket_fds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")
@@ -28,6 +30,11 @@ def kill_pid(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def launcher_lines(log):
+    """The launcher's own lines (its programs write to the same stderr)."""
+    return [l for l in log.splitlines() if re.match(r"^\S+Z hotrestart\[\d+\]: ", l)]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -103,3 +110,39 @@ def test_registration_flood_is_bounded(launch):
     hr.wait_for(r"warning: gen 1: %d more warnings not logged" % (count + 1 - MAX_PER_GENERATION - WARNINGS_SHOWN),
                 since=0)
     hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# C. what a program chose cannot forge a log line
+
+
+def test_unix_path_with_a_newline_cannot_forge_a_log_line(launch):
+    """The server binds a unix path holding a newline and a fake log line: the launcher's lines that
+    name the socket escape it, and no line of the log begins with the forged text."""
+    d = tempfile.mkdtemp(prefix="hr", dir="/tmp")
+    forged = "hotrestart[1]: gen 9 ready in 1 ms"
+    path = os.path.join(d, "s\n" + forged)
+    try:
+        hr = launch(py("unixserver.py", "--path", path, "--quiet"))
+        hr.wait_ready(1)
+        hr.wait_for(r"gen 1 listening on unix:%s" % re.escape(os.path.join(d, "s") + "\\x0a" + forged), since=0)
+        assert hr.stop() == 0
+        log = hr.log()
+        assert not any(l.startswith(forged) for l in log.splitlines()), log
+        for line in launcher_lines(log):
+            line_time(line)
+        hr.assert_no_process_left()
+    finally:
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+        os.rmdir(d)
+
+
+def test_program_name_with_a_newline_cannot_forge_a_log_line(tmp_path):
+    forged = "hotrestart[1]: gen 9 ready in 1 ms"
+    p = subprocess.run([LAUNCHER, "--", "/nonexistent/prog\n" + forged], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 127, err
+    assert "unable to execute '/nonexistent/prog\\x0a%s'" % forged in err, err
+    assert not any(l.startswith(forged) for l in err.splitlines()), err
