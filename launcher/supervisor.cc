@@ -4,6 +4,7 @@
 #include "kernelscan.h"
 #include "log.h"
 #include "notify.h"
+#include "pidfile.h"
 #include "spawn.h"
 #include "state.h"
 
@@ -102,25 +103,12 @@ bool Supervisor::setup() {
 
 void Supervisor::write_pid_file() {
     if (opts_.pid_file.empty()) return;
-    std::string tmp = opts_.pid_file + ".tmp." + std::to_string(getpid());
-    FILE *f = fopen(tmp.c_str(), "we");
-    bool ok = f && fprintf(f, "%d\n", int(getpid())) > 0;
-    ok = f && fclose(f) == 0 && ok;
-    if (!ok || rename(tmp.c_str(), opts_.pid_file.c_str()) < 0) {
+    if (!pid_file_write(opts_.pid_file, int(getpid())))
         logf("warning: unable to write pid file %s: %s", opts_.pid_file.c_str(), strerror(errno));
-        unlink(tmp.c_str());
-    }
 }
 
 void Supervisor::remove_pid_file() {
-    if (opts_.pid_file.empty()) return;
-    FILE *f = fopen(opts_.pid_file.c_str(), "re");
-    int pid = 0;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1) pid = 0;
-        fclose(f);
-    }
-    if (pid == int(getpid())) unlink(opts_.pid_file.c_str());
+    if (!opts_.pid_file.empty()) pid_file_remove(opts_.pid_file, int(getpid()));
 }
 
 // Makes the private descriptors of a new generation and fork/execs it with the registry's sockets.

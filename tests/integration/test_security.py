@@ -1,6 +1,6 @@
 """What a program (or a local user) must not be able to make the launcher do: believe a record on the control
 socket that a process outside the generation, or a process other than its main one, forged; hold descriptors
-without bound; write lines into the launcher's log.
+without bound; write lines into the launcher's log; overwrite a file through the pid file.
 
 Every wait is on an event (a launcher log line, a process disappearing) with a deadline; processes are
 killed by the fixtures (and the forging children, which may have left the generation, by pid here)."""
@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from conftest import LAUNCHER, PYTHON, free_port, line_time, socket_fds
+from conftest import LAUNCHER, PYTHON, free_port, line_time, server_argv, socket_fds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")
@@ -146,3 +146,49 @@ def test_program_name_with_a_newline_cannot_forge_a_log_line(tmp_path):
     assert p.returncode == 127, err
     assert "unable to execute '/nonexistent/prog\\x0a%s'" % forged in err, err
     assert not any(l.startswith(forged) for l in err.splitlines()), err
+
+
+# --------------------------------------------------------------------------------------------------------
+# D. the pid file cannot be turned against another file
+
+
+def _next_pids(n):
+    """The n pids the kernel hands out next (in order, wrapping at pid_max), as far as can be told now."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    p = subprocess.Popen(["true"])
+    p.wait()
+    pids, pid = [], p.pid
+    for _ in range(n):
+        pid = pid + 1 if pid < pid_max - 1 else 301
+        pids.append(pid)
+    return pids
+
+
+def test_pid_file_is_not_written_through_planted_symlinks(launch, tmp_path):
+    """A local user who can write the pid file's directory plants symlinks to a victim file under every
+    temporary name a predictable scheme would use (PIDFILE.tmp.<pid> for the next pids), and makes the pid
+    file itself a symlink: the victim is unchanged, the pid file holds the launcher's pid."""
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    os.chmod(str(victim), 0o600)
+    pid_file = run / "hr.pid"
+    os.symlink(str(victim), str(pid_file))
+    planted = set(_next_pids(2000))
+    for pid in planted:
+        os.symlink(str(victim), str(run / ("hr.pid.tmp.%d" % pid)))
+    port = free_port()
+    hr = launch(server_argv("threads", port), options=["--pid-file", str(pid_file)])
+    hr.wait_ready(1)
+    assert hr.pid in planted, "the launcher's pid %d was not foreseen: the test proves nothing" % hr.pid
+    assert victim.read_text() == "precious\n"
+    assert not os.path.islink(str(pid_file))
+    assert pid_file.read_text() == "%d\n" % hr.pid
+    assert hr.stop() == 0
+    assert victim.read_text() == "precious\n"
+    assert not os.path.lexists(str(pid_file))
+    left = [n for n in os.listdir(str(run)) if not os.path.islink(str(run / n))]
+    assert left == [], "leftovers: %r" % left
+    hr.assert_no_process_left()
