@@ -19,6 +19,19 @@ namespace hr {
 constexpr int kMaxPerGeneration = kMaxInherited; // more could never be passed on to the next generation
 constexpr int kMaxListeners = 4 * kMaxInherited;  // all generations together (some drain while others start)
 
+// Where the file of a unix socket bound to a pathname is, found when it was registered: its directory as an
+// absolute path (as the launcher sees it) and its name there, each with the identity it had then. The
+// launcher removes the file when it closes the socket for good, and only if both identities still hold.
+struct SocketFile {
+    bool known = false;
+    std::string dir;
+    std::string name;
+    dev_t dir_dev = 0;
+    ino_t dir_ino = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+};
+
 struct Listener {
     uint64_t id = 0;      // stable across pruning
     int fd = -1;          // the launcher's copy (close-on-exec except in a child being spawned)
@@ -28,6 +41,7 @@ struct Listener {
     std::string name;     // "127.0.0.1:8080" for logs, control characters escaped (escape_text)
     std::set<int> users;  // generations that registered or claimed it
     int origin = 0;       // the generation that registered it
+    SocketFile file;      // AF_UNIX pathname sockets
 };
 
 struct AddResult {
@@ -39,9 +53,9 @@ struct AddResult {
 class Registry {
 public:
     ~Registry();
-    // Takes ownership of fd, which generation gen registered: a new entry, or the entry it already is, or
-    // refused (not a named listening socket, or over a bound). fd is closed unless added.
-    AddResult add(int fd, int gen);
+    // Takes ownership of fd, which process pid of generation gen registered: a new entry, or the entry it
+    // already is, or refused (not a named listening socket, or over a bound). fd is closed unless added.
+    AddResult add(int fd, int gen, pid_t pid);
     const Listener *find(uint64_t id) const;
     void mark_used(uint64_t id, int gen);
     // Closes and forgets sockets that are no longer listening (stream) or became connected (datagram):

@@ -522,7 +522,7 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             }
             break;
         case MSG_REGISTER: {
-            AddResult r = registry_.add(rec.fds[0], g.n);
+            AddResult r = registry_.add(rec.fds[0], g.n, rec.sender);
             rec.nfds = 0; // the registry's now (closed if refused)
             if (r.added) logf("gen %d listening on %s", g.n, r.added->name.c_str());
             if (r.refused) g.warn.warn(g.n, "refused a socket from pid %d: %s", sender, r.refused);

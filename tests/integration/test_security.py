@@ -1,6 +1,7 @@
 """What a program (or a local user) must not be able to make the launcher do: believe a record on the control
 socket that a process outside the generation, or a process other than its main one, forged; hold descriptors
-without bound; write lines into the launcher's log; overwrite a file through the pid file.
+without bound; write lines into the launcher's log; overwrite a file through the pid file; unlink a socket
+file that is not the program's.
 
 Every wait is on an event (a launcher log line, a process disappearing) with a deadline; processes are
 killed by the fixtures (and the forging children, which may have left the generation, by pid here)."""
@@ -8,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 
@@ -35,6 +37,20 @@ def kill_pid(pid):
 def launcher_lines(log):
     """The launcher's own lines (its programs write to the same stderr)."""
     return [l for l in log.splitlines() if re.match(r"^\S+Z hotrestart\[\d+\]: ", l)]
+
+
+def make_socket_file(path):
+    """A socket file at path that nobody listens on (what a server leaves behind)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()
+
+
+def is_socket_file(path):
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -191,4 +207,48 @@ def test_pid_file_is_not_written_through_planted_symlinks(launch, tmp_path):
     assert not os.path.lexists(str(pid_file))
     left = [n for n in os.listdir(str(run)) if not os.path.islink(str(run / n))]
     assert left == [], "leftovers: %r" % left
+    hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# E. only the program's own socket file is removed
+
+
+def test_relative_unix_path_is_removed_where_it_was_bound(launch, tmp_path):
+    """The server chdir()s and binds "rel.sock": at the stop the launcher removes that file, and not the
+    unrelated socket file of the same name in its own working directory."""
+    here = tmp_path / "launcher-cwd"
+    there = tmp_path / "server-cwd"
+    here.mkdir()
+    there.mkdir()
+    make_socket_file(str(here / "rel.sock"))
+    hr = launch(py("unixserver.py", "--path", "rel.sock", "--chdir", str(there)), cwd=str(here))
+    hr.wait_ready(1)
+    hr.wait_for(r"gen 1 listening on unix:rel\.sock$", since=0)
+    assert is_socket_file(str(there / "rel.sock"))
+    assert hr.stop() == 0
+    assert is_socket_file(str(here / "rel.sock")), "the launcher removed a socket file that was not the program's"
+    assert not os.path.lexists(str(there / "rel.sock")), "the program's socket file outlives the launcher"
+    hr.assert_no_process_left()
+
+
+def test_unix_path_through_a_swapped_directory_symlink_is_not_followed(launch, tmp_path):
+    """The server binds through a directory symlink; before the stop, the symlink is pointed at another
+    directory holding a socket file of the same name: that one survives, the server's own file is removed."""
+    real = tmp_path / "real"
+    other = tmp_path / "other"
+    real.mkdir()
+    other.mkdir()
+    link = tmp_path / "link"
+    os.symlink(str(real), str(link))
+    make_socket_file(str(other / "s.sock"))
+    path = str(link / "s.sock")
+    hr = launch(py("unixserver.py", "--path", path))
+    hr.wait_ready(1)
+    assert is_socket_file(str(real / "s.sock"))
+    os.unlink(str(link))
+    os.symlink(str(other), str(link))
+    assert hr.stop() == 0
+    assert is_socket_file(str(other / "s.sock")), "the launcher followed a directory symlink it did not bind through"
+    assert not os.path.lexists(str(real / "s.sock")), "the program's socket file outlives the launcher"
     hr.assert_no_process_left()
