@@ -70,8 +70,9 @@ $(BUILD)/testserver: examples/testserver.c $(FLAGS)
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
-# Unit tests link the pure modules directly (no preload needed for them).
-UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc
+# Unit tests link the modules they test directly (no preload needed for them).
+UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
+                launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(HR_CXXFLAGS) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka
