@@ -277,9 +277,13 @@ class Launcher:
 
     def wait_exit(self, timeout=30.0):
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError("launcher did not exit within %.0f s; log:\n%s" % (timeout, self.log()))
+        # Its last lines may still be in the pipe (or in the reader's hands): read up to the end of it,
+        # which comes at once unless one of its programs outlives it holding stderr.
+        self._reader.join(5)
+        return status
 
     def stop(self, timeout=30.0):
         if self.proc.poll() is None:

@@ -284,7 +284,7 @@ def test_ready_notify_waits_for_ready_1(launch, ctl_dir):
     hr, ctl = launch_ctl(launch, ctl_dir, server_argv("iterative", port, extra=["--notify-after", "800"]),
                          ["--ready", "notify", "--rollback-window", "0"])
     pid1 = hr.wait_ready(1, timeout=15)
-    assert "sent READY=1 pid=%d" % pid1 in hr.log()
+    assert "sending READY=1 pid=%d" % pid1 in hr.log()
 
     since = hr.mark()
     proc = ctl.start("reload", "--json")
@@ -303,7 +303,7 @@ def test_ready_notify_waits_for_ready_1(launch, ctl_dir):
     rep = json.loads(out)
     assert rep["ready_ms"] >= 800, rep
     log = hr.log().split("\n")[since:]
-    i_sent = next(i for i, l in enumerate(log) if "sent READY=1 pid=%d" % pid2 in l)
+    i_sent = next(i for i, l in enumerate(log) if "sending READY=1 pid=%d" % pid2 in l)
     i_ready = next(i for i, l in enumerate(log) if "gen 2 ready in" in l)
     assert i_sent < i_ready, "\n".join(log)
     assert hr.stop() == 0
