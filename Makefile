@@ -2,6 +2,8 @@
 #   make            build/hotrestart, build/libhotrestart.so, build/testserver
 #   make demo       build, then show a reload under load with zero failed requests
 #   make check      install test dependencies (make deps), run unit and integration tests
+#   make sanitize   unit and integration tests against build-san/: launcher and unit tests with ASan and UBSan,
+#                   the shim with UBSan (trap mode: no runtime loaded into programs)
 #   make bench      benchmarks (ratios, never asserted)
 #   make install    PREFIX=/usr/local
 #
@@ -22,6 +24,10 @@ WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
 HR_CXXFLAGS = -std=c++17 $(WARN) -D_GNU_SOURCE -fno-exceptions -fno-rtti $(CPPFLAGS) $(CXXFLAGS)
 SHIM_FLAGS := -fPIC -fvisibility=hidden -fno-stack-protector
 LAUNCHER_FLAGS := -Ishim -DHR_VERSION='"$(VERSION)"' -DHR_LIBDIR='"$(LIBDIR)"'
+# Instrumentation of one side only (make sanitize sets them): the launcher and the unit tests may carry a
+# sanitizer runtime; the shim, loaded into every program, may not.
+LAUNCHER_SAN :=
+SHIM_SAN  :=
 
 SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/core.cc \
                 shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc shim/dgram.cc
@@ -38,11 +44,11 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration deps deps-build bench install clean FORCE
+.PHONY: all demo check unit integration sanitize deps deps-build bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
 
 # Everything built depends on the flags it was built with: this file changes only when they do.
-FLAGS_NOW = $(subst ','\'',$(CXX) $(HR_CXXFLAGS) | $(CC) $(CFLAGS) | $(LDFLAGS))
+FLAGS_NOW = $(subst ','\'',$(CXX) $(HR_CXXFLAGS) | $(LAUNCHER_SAN) | $(SHIM_SAN) | $(CC) $(CFLAGS) | $(LDFLAGS))
 FLAGS     := $(BUILD)/flags
 $(FLAGS): FORCE
 	@mkdir -p $(BUILD)
@@ -50,21 +56,21 @@ $(FLAGS): FORCE
 
 $(BUILD)/shimobj/%.o: %.cc $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(HR_CXXFLAGS) $(SHIM_FLAGS) -c -o $@ $<
+	$(CXX) $(HR_CXXFLAGS) $(SHIM_FLAGS) $(SHIM_SAN) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.cc $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_FLAGS) -c -o $@ $<
+	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_FLAGS) $(LAUNCHER_SAN) -c -o $@ $<
 
 # The shim is linked without the C++ runtime: nothing of libstdc++ may be loaded into every program.
 $(BUILD)/libhotrestart.so: $(SHIM_OBJ) shim/exports.map
 	@if nm $(SHIM_OBJ) | grep -q _GLOBAL__sub_I; then \
 	    echo "shim: a global needs dynamic initialisation (it would run after the shim's constructor)"; exit 1; fi
-	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now $(LDFLAGS) \
+	$(CC) -shared $(SHIM_SAN) -Wl,--version-script=shim/exports.map -Wl,-z,defs -Wl,-z,now $(LDFLAGS) \
 	    -o $@ $(SHIM_OBJ) -ldl -lpthread
 
 $(BUILD)/hotrestart: $(LAUNCHER_OBJ)
-	$(CXX) $(HR_CXXFLAGS) $(LDFLAGS) -o $@ $(LAUNCHER_OBJ)
+	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_SAN) $(LDFLAGS) -o $@ $(LAUNCHER_OBJ)
 
 $(BUILD)/testserver: examples/testserver.c $(FLAGS)
 	@mkdir -p $(BUILD)
@@ -75,12 +81,13 @@ UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc
                 launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(HR_CXXFLAGS) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka
+	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_SAN) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka
 
-# Preloaded tests exercise the wrappers in a real generation: they run under the launcher, with the shim.
+# Preloaded tests exercise the wrappers in a real generation: they run under the launcher, with the shim
+# (so they are instrumented as the shim is: an ASan runtime cannot come after a preloaded library).
 $(BUILD)/unit/preload_%: tests/unit/preload_%.cc $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(HR_CXXFLAGS) $(LDFLAGS) -o $@ $< -lcmocka
+	$(CXX) $(HR_CXXFLAGS) $(SHIM_SAN) $(LDFLAGS) -o $@ $< -lcmocka
 
 unit: all $(UNIT_TESTS) $(PRELOAD_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done; \
@@ -88,6 +95,18 @@ unit: all $(UNIT_TESTS) $(PRELOAD_TESTS)
 
 integration: all
 	$(PYTEST) -q tests/integration
+
+# The same tests against instrumented binaries in their own build directory (the harness takes them from
+# $HOTRESTART_BUILD). The shim's UBSan is in trap mode: libubsan would load libstdc++ into every program, so
+# undefined behaviour there kills the program (SIGILL) instead of printing a report; the tests see it die.
+# A sanitizer report of the launcher fails the test that started it (conftest.py).
+SAN_BUILD    := build-san
+SAN_LAUNCHER := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_SHIM     := -fsanitize=undefined -fsanitize-undefined-trap-on-error
+SAN_ENV      := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: deps
+	$(SAN_ENV) $(MAKE) --no-print-directory BUILD=$(SAN_BUILD) LAUNCHER_SAN='$(SAN_LAUNCHER)' SHIM_SAN='$(SAN_SHIM)' unit
+	$(SAN_ENV) HOTRESTART_BUILD=$(SAN_BUILD) $(PYTEST) -q tests/integration
 
 deps:
 	@sh tests/deps.sh
@@ -111,4 +130,4 @@ install: all
 	install -m 644 man/hotrestart.1 $(DESTDIR)$(PREFIX)/share/man/man1/hotrestart.1
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD)

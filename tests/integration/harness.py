@@ -14,12 +14,14 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+# The build under test: ROOT/build, or $HOTRESTART_BUILD (e.g. build-san for `make sanitize`; relative to ROOT).
+BUILD = os.path.join(ROOT, os.environ.get("HOTRESTART_BUILD") or "build")
 LAUNCHER = os.path.join(BUILD, "hotrestart")
 SHIM = os.path.join(BUILD, "libhotrestart.so")
 TESTSERVER = os.path.join(BUILD, "testserver")
 PYSERVER = os.path.join(ROOT, "examples", "pyserver.py")
 PYTHON = "/usr/bin/python3"
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
 
 for _path in (LAUNCHER, SHIM, TESTSERVER):
     if not os.path.exists(_path):
@@ -302,6 +304,10 @@ class Launcher:
                 except (ProcessLookupError, PermissionError):
                     pass
         self._reader.join(5)
+
+    def sanitizer_reports(self):
+        """Lines of an AddressSanitizer, LeakSanitizer or UBSan report in its stderr (make sanitize)."""
+        return [l for l in self.log().splitlines() if SANITIZER_REPORT.search(l)]
 
     def assert_no_process_left(self, timeout=10.0):
         for gen, pid in self.gen_pids.items():
