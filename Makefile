@@ -4,6 +4,7 @@
 #   make check      install test dependencies (make deps), run unit and integration tests
 #   make sanitize   unit and integration tests against build-san/: launcher and unit tests with ASan and UBSan,
 #                   the shim with UBSan (trap mode: no runtime loaded into programs)
+#   make fuzz       libFuzzer targets (clang) for the shim<->launcher protocol and socket addresses, briefly each
 #   make bench      benchmarks (ratios, never asserted)
 #   make install    PREFIX=/usr/local
 #
@@ -44,7 +45,7 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration sanitize deps deps-build bench install clean FORCE
+.PHONY: all demo check unit integration sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
 
 # Everything built depends on the flags it was built with: this file changes only when they do.
@@ -108,11 +109,37 @@ sanitize: deps
 	$(SAN_ENV) $(MAKE) --no-print-directory BUILD=$(SAN_BUILD) LAUNCHER_SAN='$(SAN_LAUNCHER)' SHIM_SAN='$(SAN_SHIM)' unit
 	$(SAN_ENV) HOTRESTART_BUILD=$(SAN_BUILD) $(PYTEST) -q tests/integration
 
+# libFuzzer targets, one per parser a peer feeds: each runs FUZZ_TIME seconds from the committed seeds
+# (tests/fuzz/corpus/NAME), writing what it finds under $(BUILD)/fuzz/, never into the seeds.
+FUZZ_CXX     ?= clang++
+FUZZ_TIME    ?= 20
+FUZZ_FLAGS   := -std=c++17 -D_GNU_SOURCE -fno-exceptions -fno-rtti -g -O1 -Ishim \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS := config_decode msg_check key_from_sockaddr
+FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.cc shim/protocol.cc shim/addr.cc $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ $< shim/protocol.cc shim/addr.cc
+
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    out=$(BUILD)/fuzz/$$t; rm -rf $$out; mkdir -p $$out/corpus; \
+	    echo "== fuzz_$$t: $(FUZZ_TIME) s"; \
+	    if ! $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -artifact_prefix=$$out/ \
+	            $$out/corpus tests/fuzz/corpus/$$t > $$out/log 2>&1; then \
+	        tail -n 40 $$out/log; echo "fuzz_$$t failed: see $$out/"; exit 1; fi; \
+	    grep -E '^#[0-9]+.*DONE' $$out/log | tail -n 1; \
+	done
+
 deps:
 	@sh tests/deps.sh
 
 deps-build:
 	@sh tests/deps.sh build
+
+deps-fuzz:
+	@sh tests/deps.sh fuzz
 
 check: deps all unit integration
 
