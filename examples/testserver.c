@@ -889,10 +889,10 @@ static void *notify_thread(void *arg)
         a.sun_path[0] = '\0';
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     static const char msg[] = "READY=1\nSTATUS=serving";
-    if (fd >= 0 && sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&a,
-                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) >= 0)
-        fprintf(stderr, "testserver: sent READY=1 pid=%ld\n", (long)getpid());
-    else
+    /* Said before it is sent: a line written after would race with the launcher's "ready" line. */
+    fprintf(stderr, "testserver: sending READY=1 pid=%ld\n", (long)getpid());
+    if (fd < 0 || sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&a,
+                         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
         fprintf(stderr, "testserver: READY=1 not sent: %s\n", strerror(errno));
     if (fd >= 0)
         close(fd);

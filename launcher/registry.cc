@@ -1,7 +1,12 @@
 #include "registry.h"
 
+#include "report.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -11,14 +16,69 @@ namespace hr {
 
 namespace {
 
+// Finds the file of a unix socket that process pid bound to path (as the program named it): a relative
+// path from the process's working directory, an absolute one from its root directory, both read through
+// /proc now, at registration (the launcher's own working directory has nothing to do with it). The
+// directory is recorded by its absolute path as the launcher sees it; both it and the socket file by
+// identity. False when that cannot be done (the process is gone and the path is relative, the file there is
+// not a socket): the launcher then never removes anything for this socket.
+bool locate_socket_file(const char *path, pid_t pid, SocketFile *out) {
+    const char *slash = strrchr(path, '/');
+    std::string dir = slash ? std::string(path, size_t(slash == path ? 1 : slash - path)) : std::string(".");
+    std::string name = slash ? std::string(slash + 1) : std::string(path);
+    if (name.empty() || name == "." || name == "..") return false;
+    int base = -1;
+    if (pid > 0) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/%d/%s", int(pid), path[0] == '/' ? "root" : "cwd");
+        base = open(proc, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (base < 0 && path[0] != '/') return false;
+    int dfd;
+    if (base >= 0) {
+        const char *rel = dir.c_str();
+        while (*rel == '/') ++rel; // relative to the process's root
+        dfd = openat(base, *rel ? rel : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        close(base);
+    } else {
+        dfd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (dfd < 0) return false;
+    char self[64], where[4096];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", dfd);
+    ssize_t n = readlink(self, where, sizeof where - 1);
+    struct stat d, f;
+    bool ok = n > 0 && where[0] == '/' && fstat(dfd, &d) == 0 &&
+              fstatat(dfd, name.c_str(), &f, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(f.st_mode);
+    close(dfd);
+    if (!ok) return false;
+    where[n] = '\0';
+    out->known = true;
+    out->dir = where;
+    out->name = name;
+    out->dir_dev = d.st_dev;
+    out->dir_ino = d.st_ino;
+    out->dev = f.st_dev;
+    out->ino = f.st_ino;
+    return true;
+}
+
 // Closes the launcher's copy of a socket for good. The shim kept every generation from unlinking the path of
-// a shared unix socket, so removing it now falls to us (if it is still a socket file).
+// a shared unix socket, so removing it now falls to us: the file found at registration, if it is still
+// there. The directory is opened without following a final symlink and must be the one recorded (renamed
+// or replaced components lead nowhere else); the name in it must still be that very socket file; the
+// check and the removal go through the same directory descriptor.
 void close_for_good(const Listener &l) {
     close(l.fd);
-    if (l.key.family != AF_UNIX) return;
-    const char *path = reinterpret_cast<const sockaddr_un &>(l.key.addr).sun_path;
-    struct stat st;
-    if (path[0] && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+    if (!l.file.known) return;
+    int dfd = open(l.file.dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return;
+    struct stat d, f;
+    if (fstat(dfd, &d) == 0 && d.st_dev == l.file.dir_dev && d.st_ino == l.file.dir_ino &&
+        fstatat(dfd, l.file.name.c_str(), &f, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(f.st_mode) &&
+        f.st_dev == l.file.dev && f.st_ino == l.file.ino)
+        unlinkat(dfd, l.file.name.c_str(), 0);
+    close(dfd);
 }
 
 // A socket a generation can adopt: a stream socket that listens, or a datagram socket not connected.
@@ -69,8 +129,8 @@ Registry::~Registry() {
     for (auto &l : items_) close_for_good(l);
 }
 
-const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
-    *dup_of = nullptr;
+AddResult Registry::add(int fd, int gen, pid_t pid) {
+    AddResult r;
     struct stat st;
     Listener l;
     int type = 0, v6only = 0;
@@ -87,25 +147,39 @@ const Listener *Registry::add(int fd, int gen, const Listener **dup_of) {
     ok = ok && key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &l.key) && usable(fd);
     if (!ok) {
         close(fd);
-        return nullptr;
+        r.refused = "not a named listening socket";
+        return r;
     }
+    int mine = 0;
     for (auto &e : items_) {
         if (e.dev == st.st_dev && e.ino == st.st_ino) {
             e.users.insert(gen);
-            *dup_of = &e;
+            r.dup_of = &e;
             close(fd);
-            return nullptr;
+            return r;
         }
+        mine += e.origin == gen;
+    }
+    if (mine >= kMaxPerGeneration || items_.size() >= size_t(kMaxListeners)) {
+        close(fd);
+        r.refused = mine >= kMaxPerGeneration ? "this generation registered as many sockets as it may"
+                                              : "the launcher holds as many sockets as it may";
+        return r;
     }
     char buf[160];
     l.id = next_id_++;
     l.fd = fd;
     l.dev = st.st_dev;
     l.ino = st.st_ino;
-    l.name = key_format(l.key, buf, sizeof buf);
+    // A unix path is whatever the program chose, newlines included: the name goes into log lines.
+    l.name = escape_text(key_format(l.key, buf, sizeof buf));
     l.users.insert(gen);
+    l.origin = gen;
+    const char *path = reinterpret_cast<const sockaddr_un &>(l.key.addr).sun_path;
+    if (l.key.family == AF_UNIX && path[0]) locate_socket_file(path, pid, &l.file);
     items_.push_back(l);
-    return &items_.back();
+    r.added = &items_.back();
+    return r;
 }
 
 const Listener *Registry::find(uint64_t id) const {

@@ -182,7 +182,7 @@ std::string status_text(const StatusReport &s) {
         out += "\n";
     }
     std::string ls;
-    for (const auto &l : s.listeners) ls += " " + escape_text(l);
+    for (const auto &l : s.listeners) ls += " " + l; // already escaped (the registry's names)
     out += "listeners:" + (ls.empty() ? std::string(" none") : ls) + "\n";
     out += "reloads: " + std::to_string(s.reloads_total) + " total, " + std::to_string(s.reloads_failed) + " failed";
     out += "; restarts: " + std::to_string(s.restarts) + "\n";

@@ -50,7 +50,7 @@ struct StatusReport {
     bool has_serving = false;
     GenStatus serving;
     std::vector<GenStatus> generations; // every other generation (starting, trial, standby, draining...)
-    std::vector<std::string> listeners;
+    std::vector<std::string> listeners; // as the registry names them: control characters already escaped
     int reloads_total = 0;
     int reloads_failed = 0;
     int restarts = 0;         // crash restarts (--restart)

@@ -1,8 +1,10 @@
 #include "supervisor.h"
 
+#include "ctlmsg.h"
 #include "kernelscan.h"
 #include "log.h"
 #include "notify.h"
+#include "pidfile.h"
 #include "procs.h"
 #include "spawn.h"
 #include "state.h"
@@ -109,25 +111,12 @@ bool Supervisor::setup() {
 
 void Supervisor::write_pid_file() {
     if (opts_.pid_file.empty()) return;
-    std::string tmp = opts_.pid_file + ".tmp." + std::to_string(getpid());
-    FILE *f = fopen(tmp.c_str(), "we");
-    bool ok = f && fprintf(f, "%d\n", int(getpid())) > 0;
-    ok = f && fclose(f) == 0 && ok;
-    if (!ok || rename(tmp.c_str(), opts_.pid_file.c_str()) < 0) {
+    if (!pid_file_write(opts_.pid_file, int(getpid())))
         logf("warning: unable to write pid file %s: %s", opts_.pid_file.c_str(), strerror(errno));
-        unlink(tmp.c_str());
-    }
 }
 
 void Supervisor::remove_pid_file() {
-    if (opts_.pid_file.empty()) return;
-    FILE *f = fopen(opts_.pid_file.c_str(), "re");
-    int pid = 0;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1) pid = 0;
-        fclose(f);
-    }
-    if (pid == int(getpid())) unlink(opts_.pid_file.c_str());
+    if (!opts_.pid_file.empty()) pid_file_remove(opts_.pid_file, int(getpid()));
 }
 
 // Makes the private descriptors of a new generation and fork/execs it with the registry's sockets.
@@ -142,6 +131,12 @@ Gen *Supervisor::start_generation(int reload) {
     }
     g->ctl = sv[0];
     fcntl(g->ctl, F_SETFL, O_NONBLOCK);
+    if (!ctl_pass_credentials(g->ctl)) {
+        logf("error: unable to enable credentials on the control socket for gen %d: %s", g->n, strerror(errno));
+        close(sv[1]);
+        release(*g);
+        return nullptr;
+    }
     g->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     g->shmfd = memfd_create("hotrestart-gen", MFD_CLOEXEC);
     void *mem = MAP_FAILED;
@@ -206,12 +201,13 @@ Gen *Supervisor::start_generation(int reload) {
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
     if (r.error == 0) logf("gen %d started (pid %d)", g->n, int(g->pid));
-    else logf("error: unable to execute '%s': %s", opts_.argv[0].c_str(), strerror(r.error));
+    else logf("error: unable to execute '%s': %s", escape_text(opts_.argv[0]).c_str(), strerror(r.error));
     gens_.push_back(std::move(g));
     return gens_.back().get();
 }
 
 void Supervisor::release(Gen &g) {
+    g.warn.flush(g.n);
     for (int *fd : {&g.ctl, &g.wake, &g.shmfd, &g.notify, &g.pidfd}) {
         if (*fd >= 0) close(*fd);
         *fd = -1;
@@ -557,20 +553,10 @@ void Supervisor::maybe_confirm(Gen &g) {
 
 void Supervisor::on_ctl(Gen &g, bool hangup) {
     for (int handled = 0; handled < kMaxMessagesPerTurn; ++handled) {
-        Msg m;
-        iovec iov{&m, sizeof m};
-        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
-        msghdr mh{};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        ssize_t n = recvmsg(g.ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return; // EAGAIN: all read
-        }
-        if (n == 0) {
+        CtlRecord rec;
+        CtlRead got = ctl_read(g.ctl, &rec);
+        if (got == CTL_AGAIN) return;
+        if (got == CTL_EMPTY) {
             // The end (every process of the generation closed its end, perhaps by raw syscalls or by an
             // exec), or a zero-length record, which the shim never sends. After a hang-up the socket stays
             // readable for ever: close it, or poll() would wake us at once again and again.
@@ -580,23 +566,18 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             g.ctl = -1;
             return;
         }
-        int fds[8];
-        int nfds = 0;
-        for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < k && nfds < 8; ++i) memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        }
-        const char *bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? "truncated message" : msg_check(&m, size_t(n), nfds);
-        if (bad) {
-            logf("warning: gen %d: rejected a message: %s", g.n, bad);
-            for (int i = 0; i < nfds; ++i) close(fds[i]);
+        // Who sent it is what the kernel says (SCM_CREDENTIALS), never Msg::pid.
+        if (const char *bad = ctl_check(rec, g.pid)) {
+            g.warn.warn(g.n, "rejected a message from pid %d: %s", int(rec.sender), bad);
+            rec.close_fds();
             continue;
         }
+        const Msg &m = rec.m;
+        const int sender = int(rec.sender);
         switch (m.type) {
-        case MSG_HELLO:
-            debugf("gen %d: shim active in pid %d", g.n, m.pid);
-            if (m.pid == g.pid) g.hello = true;
+        case MSG_HELLO: // from the main process (ctl_check)
+            debugf("gen %d: shim active in pid %d", g.n, sender);
+            g.hello = true;
             check_ready(g);
             break;
         case MSG_CLAIMED:
@@ -609,10 +590,11 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             }
             break;
         case MSG_REGISTER: {
-            const Listener *dup = nullptr;
-            const Listener *l = registry_.add(fds[0], g.n, &dup);
-            if (l) logf("gen %d listening on %s", g.n, l->name.c_str());
-            ++g.registered;
+            AddResult r = registry_.add(rec.fds[0], g.n, rec.sender);
+            rec.nfds = 0; // the registry's now (closed if refused)
+            if (r.added) logf("gen %d listening on %s", g.n, r.added->name.c_str());
+            if (r.refused) g.warn.warn(g.n, "refused a socket from pid %d: %s", sender, r.refused);
+            else ++g.registered;
             check_ready(g);
             break;
         }
@@ -626,9 +608,9 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
         case MSG_BINDFAIL: {
             SockKey k;
             char name[160] = "?";
-            if (key_from_sockaddr(reinterpret_cast<sockaddr *>(&m.addr), m.addrlen, SOCK_STREAM, 0, &k))
+            if (key_from_sockaddr(reinterpret_cast<const sockaddr *>(&m.addr), m.addrlen, SOCK_STREAM, 0, &k))
                 key_format(k, name, sizeof name);
-            logf("gen %d (pid %d): bind %s failed: %s", g.n, m.pid, escape_text(name).c_str(), strerror(m.err));
+            logf("gen %d (pid %d): bind %s failed: %s", g.n, sender, escape_text(name).c_str(), strerror(m.err));
             break;
         }
         }
@@ -641,10 +623,8 @@ void Supervisor::on_notify(Gen &g) {
         NotifyMessage m;
         if (!notify_read(g.notify, &m)) return;
         if (m.sender <= 0 || (m.sender != g.pid && getpgid(m.sender) != g.pid)) {
-            // Anyone can reach an abstract socket: say so a few times, not once per datagram.
-            if (++g.foreign_notifications <= 3)
-                logf("warning: gen %d: ignored a notification from pid %d, which is not one of its processes%s",
-                     g.n, int(m.sender), g.foreign_notifications == 3 ? " (further ones are not logged)" : "");
+            // Anyone can reach an abstract socket: rate-limited like the generation's other warnings.
+            g.warn.warn(g.n, "ignored a notification from pid %d, which is not one of its processes", int(m.sender));
             continue;
         }
         if (!m.status.empty()) debugf("gen %d: STATUS=%s", g.n, escape_text(m.status).c_str());

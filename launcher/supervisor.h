@@ -6,6 +6,7 @@
 #pragma once
 
 #include "control.h"
+#include "ctlmsg.h"
 #include "genstate.h"
 #include "options.h"
 #include "procs.h"
@@ -48,7 +49,6 @@ struct Gen {
     bool accepting = false; // some process accepts or waits for connections on a shared socket
     int registered = 0;     // sockets this generation listened on itself
     bool notified_ready = false; // READY=1 from one of its processes
-    int foreign_notifications = 0; // datagrams on its NOTIFY_SOCKET from processes not of it
     bool main_exited = false;
     int status = 0;         // wait status of the main process
     int exec_error = 0;     // errno if PROGRAM could not be executed
@@ -74,6 +74,7 @@ struct Gen {
     int64_t next_reclaim_ms = 0; // when to free slots of dead processes next
     int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
     bool idle_hint = false;      // MSG_IDLE received this loop turn
+    WarnLimit warn;              // for the warnings its processes can cause at will
 };
 
 class Supervisor {

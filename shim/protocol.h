@@ -64,7 +64,7 @@ struct Msg {
     uint32_t magic;
     uint16_t version;
     uint16_t type;
-    int32_t pid;
+    int32_t pid;      // the sender's getpid(), for its own sake only: the launcher believes SCM_CREDENTIALS
     int32_t arg;
     int32_t err;
     uint32_t addrlen;

@@ -1,15 +1,21 @@
 #!/bin/sh
 # Installs what building and testing hotrestart needs, from Debian/Ubuntu packages.
 #   tests/deps.sh build   compiler, make, python3 (enough for `make` and `make demo`)
-#   tests/deps.sh         everything `make check` uses: also cmocka, pytest and the real servers
+#   tests/deps.sh         everything `make check` and `make sanitize` use: also cmocka, pytest and the real servers
+#   tests/deps.sh fuzz    what `make fuzz` uses: clang and its libFuzzer runtime
 # As root it runs apt-get; otherwise it prints the exact command to run and fails if anything is missing.
 set -eu
 
 BUILD_PKGS="g++ make python3"
 TEST_PKGS="libcmocka-dev python3-pytest curl iproute2 nginx-light redis-server memcached nodejs wrk"
+FUZZ_PKGS="clang libclang-rt-dev"
 
 pkgs=$BUILD_PKGS
-[ "${1:-test}" = build ] || pkgs="$pkgs $TEST_PKGS"
+case "${1:-test}" in
+    build) ;;
+    fuzz) pkgs="$pkgs $FUZZ_PKGS" ;;
+    *) pkgs="$pkgs $TEST_PKGS" ;;
+esac
 
 missing=""
 for p in $pkgs; do

@@ -18,6 +18,9 @@ def launch():
     yield start
     for l in started:
         l.cleanup()
+    # Under `make sanitize`: a report from the launcher fails the test, whatever else it checked.
+    reports = [(l.pid, l.sanitizer_reports()) for l in started]
+    assert not any(r for _, r in reports), "sanitizer reports: %r" % reports
 
 
 @pytest.fixture

@@ -14,12 +14,14 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+# The build under test: ROOT/build, or $HOTRESTART_BUILD (e.g. build-san for `make sanitize`; relative to ROOT).
+BUILD = os.path.join(ROOT, os.environ.get("HOTRESTART_BUILD") or "build")
 LAUNCHER = os.path.join(BUILD, "hotrestart")
 SHIM = os.path.join(BUILD, "libhotrestart.so")
 TESTSERVER = os.path.join(BUILD, "testserver")
 PYSERVER = os.path.join(ROOT, "examples", "pyserver.py")
 PYTHON = "/usr/bin/python3"
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
 
 for _path in (LAUNCHER, SHIM, TESTSERVER):
     if not os.path.exists(_path):
@@ -292,9 +294,13 @@ class Launcher:
 
     def wait_exit(self, timeout=30.0):
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError("launcher did not exit within %.0f s; log:\n%s" % (timeout, self.log()))
+        # Its last lines may still be in the pipe (or in the reader's hands): read up to the end of it,
+        # which comes at once unless one of its programs outlives it holding stderr.
+        self._reader.join(5)
+        return status
 
     def stop(self, timeout=30.0):
         if self.proc.poll() is None:
@@ -313,6 +319,10 @@ class Launcher:
                 except (ProcessLookupError, PermissionError):
                     pass
         self._reader.join(5)
+
+    def sanitizer_reports(self):
+        """Lines of an AddressSanitizer, LeakSanitizer or UBSan report in its stderr (make sanitize)."""
+        return [l for l in self.log().splitlines() if SANITIZER_REPORT.search(l)]
 
     def assert_no_process_left(self, timeout=10.0):
         for gen, pid in self.gen_pids.items():

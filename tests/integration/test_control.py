@@ -305,7 +305,7 @@ def test_ready_notify_waits_for_ready_1(launch, ctl_dir):
     hr, ctl = launch_ctl(launch, ctl_dir, server_argv("iterative", port, extra=["--notify-after", "800"]),
                          ["--ready", "notify", "--rollback-window", "0"])
     pid1 = hr.wait_ready(1, timeout=15)
-    hr.wait_for(r"sent READY=1 pid=%d" % pid1, since=0)  # printed after the send: it may follow "ready"
+    assert "sending READY=1 pid=%d" % pid1 in hr.log()
 
     since = hr.mark()
     proc = ctl.start("reload", "--json")
@@ -322,11 +322,13 @@ def test_ready_notify_waits_for_ready_1(launch, ctl_dir):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, (out, err)
     rep = json.loads(out)
-    # Promoted on its READY=1 (sent 800 ms after it started), not when it began to accept. Which of the
-    # launcher's "ready" line and the server's "sent READY=1" line is written first is not determined: the
-    # server prints after it sent.
+    # Promoted on its READY=1 (sent 800 ms after it started), not when it began to accept; the server says
+    # it is sending before it sends.
     assert rep["ready_ms"] >= 800, rep
-    hr.wait_for(r"sent READY=1 pid=%d" % pid2, since=since)
+    log = hr.log().split("\n")[since:]
+    i_sent = next(i for i, l in enumerate(log) if "sending READY=1 pid=%d" % pid2 in l)
+    i_ready = next(i for i, l in enumerate(log) if "gen 2 ready in" in l)
+    assert i_sent < i_ready, "\n".join(log)
     assert hr.stop() == 0
 
 

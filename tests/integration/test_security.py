@@ -1,0 +1,254 @@
+"""What a program (or a local user) must not be able to make the launcher do: believe a record on the control
+socket that a process outside the generation, or a process other than its main one, forged; hold descriptors
+without bound; write lines into the launcher's log; overwrite a file through the pid file; unlink a socket
+file that is not the program's.
+
+Every wait is on an event (a launcher log line, a process disappearing) with a deadline; processes are
+killed by the fixtures (and the forging children, which may have left the generation, by pid here)."""
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import LAUNCHER, PYTHON, free_port, line_time, server_argv, socket_fds
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS = os.path.join(HERE, "servers")
+MAX_PER_GENERATION = 64  # kMaxPerGeneration, launcher/registry.h
+WARNINGS_SHOWN = 5       # WarnLimit::kShown, launcher/ctlmsg.h
+
+
+def py(name, *args):
+    return [PYTHON, os.path.join(SERVERS, name)] + [str(a) for a in args]
+
+
+def kill_pid(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def launcher_lines(log):
+    """The launcher's own lines (its programs write to the same stderr)."""
+    return [l for l in log.splitlines() if re.match(r"^\S+Z hotrestart\[\d+\]: ", l)]
+
+
+def make_socket_file(path):
+    """A socket file at path that nobody listens on (what a server leaves behind)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()
+
+
+def is_socket_file(path):
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------------
+# A. records are authenticated by the kernel
+
+
+def test_forged_hello_from_a_member_is_rejected_and_logs_name_the_real_sender(launch):
+    """A child of the server (same process group) writes MSG_HELLO on the inherited control socket, then a
+    MSG_BINDFAIL claiming pid 1: the hello is rejected (only the main process says hello), the bind
+    failure (a record any member may send) is logged with the pid the kernel gives, not the one written."""
+    port = free_port()
+    hr = launch(py("forger.py", "--port", port, "--forge", "member"))
+    main = hr.wait_ready(1)
+    child = int(hr.wait_for(r"forger: member pid=(\d+) ", since=0).group(1))
+    assert child != main
+    try:
+        hr.wait_for(r"warning: gen 1: rejected a message from pid %d: hello from a process other than the main "
+                    r"one$" % child, since=0)
+        hr.wait_for(r"gen 1 \(pid %d\): bind unix:/nonexistent/forged failed" % child, since=0)
+        assert "(pid 1)" not in hr.log(), hr.log()
+        assert len(re.findall(r"rejected a message", hr.log())) == 1, hr.log()
+        assert hr.stop() == 0
+    finally:
+        kill_pid(child)
+    hr.assert_no_process_left()
+
+
+def test_record_from_outside_the_generation_is_rejected(launch):
+    """A child that left the process group (setsid) sends MSG_HELLO and MSG_REGISTER of a listening socket
+    (then closes its own copy): both are rejected, and the launcher does not keep the socket (nobody
+    listens on its port once the child's copy is gone)."""
+    port = free_port()
+    hr = launch(py("forger.py", "--port", port, "--forge", "outsider"))
+    hr.wait_ready(1)
+    m = hr.wait_for(r"forger: outsider pid=(\d+) port=(\d+) sent", since=0)
+    child, forged_port = int(m.group(1)), int(m.group(2))
+    try:
+        rejected = r"warning: gen 1: rejected a message from pid %d: the sender is not a process of this " \
+                   r"generation$" % child
+        hr.wait_for(rejected, since=0)
+        hr.wait_for(rejected)  # the second one, after the first
+        assert "listening on 127.0.0.1:%d" % forged_port not in hr.log(), hr.log()
+        with socket.socket() as s:
+            with pytest.raises(ConnectionRefusedError):
+                s.connect(("127.0.0.1", forged_port))
+        assert hr.stop() == 0
+    finally:
+        kill_pid(child)
+    hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# B. the registry is bounded
+
+
+def test_registration_flood_is_bounded(launch):
+    """A program listening on 300 sockets: the launcher keeps the first 64, closes every other descriptor it
+    receives at once, and logs 5 warnings then only counts (the count comes out when the generation ends)."""
+    count = 300
+    port = free_port()
+    hr = launch(py("manylisteners.py", "--port", port, "--count", count))
+    hr.wait_ready(1)
+    hr.wait_for(r"gen 1 \(pid \d+\): bind unix:/nonexistent/manylisteners-done failed", since=0, timeout=30)
+    log = hr.log()
+    assert len(re.findall(r"gen 1 listening on ", log)) == MAX_PER_GENERATION, log
+    refused = re.findall(r"warning: gen 1: refused a socket from pid \d+: this generation registered as many "
+                         r"sockets as it may", log)
+    assert len(refused) == WARNINGS_SHOWN, log
+    assert "only counted" in log
+    # The 64 kept, its control socket: nothing of the other 237.
+    assert socket_fds(hr.pid) <= MAX_PER_GENERATION + 2, os.listdir("/proc/%d/fd" % hr.pid)
+    assert hr.stop() == 0
+    hr.wait_for(r"warning: gen 1: %d more warnings not logged" % (count + 1 - MAX_PER_GENERATION - WARNINGS_SHOWN),
+                since=0)
+    hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# C. what a program chose cannot forge a log line
+
+
+def test_unix_path_with_a_newline_cannot_forge_a_log_line(launch):
+    """The server binds a unix path holding a newline and a fake log line: the launcher's lines that
+    name the socket escape it, and no line of the log begins with the forged text."""
+    d = tempfile.mkdtemp(prefix="hr", dir="/tmp")
+    forged = "hotrestart[1]: gen 9 ready in 1 ms"
+    path = os.path.join(d, "s\n" + forged)
+    try:
+        hr = launch(py("unixserver.py", "--path", path, "--quiet"))
+        hr.wait_ready(1)
+        hr.wait_for(r"gen 1 listening on unix:%s" % re.escape(os.path.join(d, "s") + "\\x0a" + forged), since=0)
+        assert hr.stop() == 0
+        log = hr.log()
+        assert not any(l.startswith(forged) for l in log.splitlines()), log
+        for line in launcher_lines(log):
+            line_time(line)
+        hr.assert_no_process_left()
+    finally:
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+        os.rmdir(d)
+
+
+def test_program_name_with_a_newline_cannot_forge_a_log_line(tmp_path):
+    forged = "hotrestart[1]: gen 9 ready in 1 ms"
+    p = subprocess.run([LAUNCHER, "--", "/nonexistent/prog\n" + forged], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 127, err
+    assert "unable to execute '/nonexistent/prog\\x0a%s'" % forged in err, err
+    assert not any(l.startswith(forged) for l in err.splitlines()), err
+
+
+# --------------------------------------------------------------------------------------------------------
+# D. the pid file cannot be turned against another file
+
+
+def _next_pids(n):
+    """The n pids the kernel hands out next (in order, wrapping at pid_max), as far as can be told now."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    p = subprocess.Popen(["true"])
+    p.wait()
+    pids, pid = [], p.pid
+    for _ in range(n):
+        pid = pid + 1 if pid < pid_max - 1 else 301
+        pids.append(pid)
+    return pids
+
+
+def test_pid_file_is_not_written_through_planted_symlinks(launch, tmp_path):
+    """A local user who can write the pid file's directory plants symlinks to a victim file under every
+    temporary name a predictable scheme would use (PIDFILE.tmp.<pid> for the next pids), and makes the pid
+    file itself a symlink: the victim is unchanged, the pid file holds the launcher's pid."""
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    os.chmod(str(victim), 0o600)
+    pid_file = run / "hr.pid"
+    os.symlink(str(victim), str(pid_file))
+    planted = set(_next_pids(2000))
+    for pid in planted:
+        os.symlink(str(victim), str(run / ("hr.pid.tmp.%d" % pid)))
+    port = free_port()
+    hr = launch(server_argv("threads", port), options=["--pid-file", str(pid_file)])
+    hr.wait_ready(1)
+    assert hr.pid in planted, "the launcher's pid %d was not foreseen: the test proves nothing" % hr.pid
+    assert victim.read_text() == "precious\n"
+    assert not os.path.islink(str(pid_file))
+    assert pid_file.read_text() == "%d\n" % hr.pid
+    assert hr.stop() == 0
+    assert victim.read_text() == "precious\n"
+    assert not os.path.lexists(str(pid_file))
+    left = [n for n in os.listdir(str(run)) if not os.path.islink(str(run / n))]
+    assert left == [], "leftovers: %r" % left
+    hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# E. only the program's own socket file is removed
+
+
+def test_relative_unix_path_is_removed_where_it_was_bound(launch, tmp_path):
+    """The server chdir()s and binds "rel.sock": at the stop the launcher removes that file, and not the
+    unrelated socket file of the same name in its own working directory."""
+    here = tmp_path / "launcher-cwd"
+    there = tmp_path / "server-cwd"
+    here.mkdir()
+    there.mkdir()
+    make_socket_file(str(here / "rel.sock"))
+    hr = launch(py("unixserver.py", "--path", "rel.sock", "--chdir", str(there)), cwd=str(here))
+    hr.wait_ready(1)
+    hr.wait_for(r"gen 1 listening on unix:rel\.sock$", since=0)
+    assert is_socket_file(str(there / "rel.sock"))
+    assert hr.stop() == 0
+    assert is_socket_file(str(here / "rel.sock")), "the launcher removed a socket file that was not the program's"
+    assert not os.path.lexists(str(there / "rel.sock")), "the program's socket file outlives the launcher"
+    hr.assert_no_process_left()
+
+
+def test_unix_path_through_a_swapped_directory_symlink_is_not_followed(launch, tmp_path):
+    """The server binds through a directory symlink; before the stop, the symlink is pointed at another
+    directory holding a socket file of the same name: that one survives, the server's own file is removed."""
+    real = tmp_path / "real"
+    other = tmp_path / "other"
+    real.mkdir()
+    other.mkdir()
+    link = tmp_path / "link"
+    os.symlink(str(real), str(link))
+    make_socket_file(str(other / "s.sock"))
+    path = str(link / "s.sock")
+    hr = launch(py("unixserver.py", "--path", path))
+    hr.wait_ready(1)
+    assert is_socket_file(str(real / "s.sock"))
+    os.unlink(str(link))
+    os.symlink(str(other), str(link))
+    assert hr.stop() == 0
+    assert is_socket_file(str(other / "s.sock")), "the launcher followed a directory symlink it did not bind through"
+    assert not os.path.lexists(str(real / "s.sock")), "the program's socket file outlives the launcher"
+    hr.assert_no_process_left()
