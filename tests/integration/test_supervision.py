@@ -77,6 +77,32 @@ def test_final_stop_refuses_new_connections_at_once(sig, launch):
     hr.assert_no_process_left()
 
 
+def test_final_stop_resets_connections_queued_but_not_accepted(launch):
+    """Decided and documented: what waits in the accept queue when the final stop begins is reset at once (as
+    when a server closes its listener), rather than left waiting for the whole drain and reset then."""
+    port = free_port()
+    hr = launch(server_argv("iterative", port))  # one request at a time: the next one waits in the queue
+    pid1 = hr.wait_ready(1)
+    slow = start_accepted_slow(port, pid1, 1500)
+    queued = socket.create_connection(("127.0.0.1", port), timeout=10)  # accepted by the kernel, not the server
+    queued.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    since = hr.mark()
+    hr.signal(signal.SIGTERM)
+    hr.wait_for(r"stopping: new connections to 127\.0\.0\.1:%d are refused" % port, since=since)
+    t0 = time.monotonic()
+    try:
+        got = queued.recv(100)
+        outcome = "eof" if got == b"" else "reply"
+    except ConnectionResetError:
+        outcome = "reset"
+    finally:
+        queued.close()
+    assert outcome == "reset" and time.monotonic() - t0 < 1.0, outcome
+    slow.join(10)
+    assert slow.error is None and reply_pid(slow.body) == pid1, (slow.error, slow.body)
+    assert hr.wait_exit(15) == 0, hr.log()
+
+
 # --------------------------------------------------------------------------------------------------------
 # no busy loops
 
