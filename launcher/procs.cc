@@ -91,14 +91,6 @@ std::vector<ProcEntry> proc_snapshot() {
     return out;
 }
 
-std::vector<ProcEntry> live_children(const std::vector<ProcEntry> &snap) {
-    std::vector<ProcEntry> out;
-    const pid_t self = getpid();
-    for (const auto &e : snap)
-        if (e.ppid == self && e.state != 'Z') out.push_back(e);
-    return out;
-}
-
 bool group_has_descendants(const std::vector<ProcEntry> &snap, pid_t pgid) {
     const pid_t self = getpid();
     std::unordered_map<pid_t, pid_t> parent;

@@ -25,8 +25,6 @@ struct ProcEntry {
     char state;
 };
 std::vector<ProcEntry> proc_snapshot();
-// Our live children in a snapshot (orphans of our generations are reparented to us).
-std::vector<ProcEntry> live_children(const std::vector<ProcEntry> &snap);
 // Some process of group pgid in the snapshot descends from us.
 bool group_has_descendants(const std::vector<ProcEntry> &snap, pid_t pgid);
 // The process group of pid, or -1.

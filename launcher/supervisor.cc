@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <unordered_map>
+
 namespace hr {
 
 namespace {
@@ -663,12 +665,18 @@ void Supervisor::on_child_exits() {
             if (g->n == status_gen_ && !exit_status_fixed_) exit_status_ = exit_code_of(status);
             debugf("gen %d: main process %d %s", g->n, int(pid), describe_status(status).c_str());
             // A main process that exits 0 on its own while what it started lives on (in its group, or
-            // out of it after setsid or a double fork) is a program that daemonized. One snapshot for
-            // both: a child in the middle of its setsid() is seen in one place or the other.
+            // out of it after setsid or a double fork) is a program that daemonized. Within a snapshot a
+            // child in the middle of its setsid() is seen in one place or the other. /proc is listed in
+            // batches before each process is read, so a process forked just before its parent exited can
+            // be missing from the listing that showed that parent; a second snapshot, listed after the
+            // first was read, has it.
             const std::vector<ProcEntry> snap = proc_snapshot();
             adopt_strays(*g, snap);
+            const std::vector<ProcEntry> again = proc_snapshot();
+            adopt_strays(*g, again);
             if ((g->st == GS_STARTING || g->st == GS_TRIAL || g->st == GS_SERVING) && WIFEXITED(status) &&
-                WEXITSTATUS(status) == 0 && (!g->strays.empty() || group_has_descendants(snap, g->pid))) {
+                WEXITSTATUS(status) == 0 &&
+                (!g->strays.empty() || group_has_descendants(snap, g->pid) || group_has_descendants(again, g->pid))) {
                 g->daemonized = true;
                 logf("gen %d: the program daemonized (its main process exited 0, the processes it started live "
                      "on): run it in the foreground (nginx: -g 'daemon off;', redis-server: --daemonize no, "
@@ -692,14 +700,37 @@ void Supervisor::check_empty() {
 // processes a generation started that left its group and were reparented to us (we are the subreaper).
 // They belong to g, whose main process has exited, and are stopped with it.
 void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
-    for (const ProcEntry &child : live_children(snap)) {
-        const pid_t pid = child.pid, pgrp = child.pgrp;
-        bool known = false;
+    // A stray is a live descendant of ours whose line up to us meets no generation's main process or group
+    // member, no --ready-check and not the sentinel: orphans reparented to us and what they started. The
+    // snapshot is read process by process, so a daemon's intermediate may already be a zombie (our child)
+    // while its child was still listed under it: the line goes through zombies too.
+    const pid_t self = getpid();
+    std::unordered_map<pid_t, const ProcEntry *> by_pid;
+    for (const auto &e : snap) by_pid[e.pid] = &e;
+    auto managed = [&](const ProcEntry &e) {
+        if (e.pid == sentinel_.pid()) return true;
         for (auto &o : gens_) {
-            known = known || o->pid == pid || o->check_pid == pid || o->pid == pgrp;
-            for (const auto &s : o->strays) known = known || s.pid == pid;
+            if (o->pid == e.pid || o->check_pid == e.pid || o->pid == e.pgrp) return true;
+            for (const auto &s : o->strays)
+                if (s.pid == e.pid) return true;
         }
-        if (known || pgrp < 0 || pid == sentinel_.pid()) continue;
+        return false;
+    };
+    for (const ProcEntry &e : snap) {
+        if (e.state == 'Z' || e.pid == self || managed(e)) continue;
+        bool ours = false;
+        const ProcEntry *up = &e;
+        for (int depth = 0; depth < 64; ++depth) {
+            if (up->ppid == self) {
+                ours = true;
+                break;
+            }
+            auto it = by_pid.find(up->ppid);
+            if (it == by_pid.end() || managed(*it->second)) break;
+            up = it->second;
+        }
+        if (!ours) continue;
+        const pid_t pid = e.pid, pgrp = e.pgrp;
         int fd = pidfd_open(pid);
         if (fd < 0) continue;
         if (g.strays.size() >= 64) { // bounded; the rest are found once these are gone
@@ -708,8 +739,8 @@ void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
         }
         g.strays.push_back({pid, fd, pgrp});
         sentinel_.watch(pgrp);
-        logf("gen %d: pid %d, which it started, left its process group (%d): stopped with it", g.n, int(pid),
-             int(pgrp));
+        logf("gen %d: pid %d, which it started, is out of its process group (in %d): stopped with it", g.n,
+             int(pid), int(pgrp));
         // Found while it is being stopped: it gets what the others got.
         if (g.st == GS_STOPPING || g.st == GS_KILLING) {
             pidfd_signal(fd, g.st == GS_KILLING ? SIGKILL : opts_.stop_signal);
