@@ -22,14 +22,14 @@ void CtlRecord::close_fds() {
     nfds = 0;
 }
 
-CtlRead ctl_read(int fd, CtlRecord *rec) {
-    rec->len = 0;
-    rec->sender = 0;
-    rec->nfds = 0;
-    rec->truncated = false;
-    iovec iov{&rec->m, sizeof rec->m};
-    // Room for both kinds of ancillary data a record can carry: the credentials (every record, SO_PASSCRED)
-    // and descriptors (MSG_REGISTER). Descriptors beyond the room are closed by the kernel (MSG_CTRUNC).
+ssize_t recv_credentialed(int fd, void *buf, size_t len, pid_t *sender, int *fds, int max_fds, int *nfds,
+                          bool *truncated) {
+    *sender = 0;
+    *nfds = 0;
+    *truncated = false;
+    iovec iov{buf, len};
+    // Room for both kinds of ancillary data: the credentials (every datagram, SO_PASSCRED) and descriptors
+    // (MSG_REGISTER; sd_notify's FDSTORE). Descriptors beyond the room are closed by the kernel (MSG_CTRUNC).
     alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxRecordFds)];
     msghdr mh{};
     mh.msg_iov = &iov;
@@ -41,24 +41,32 @@ CtlRead ctl_read(int fd, CtlRecord *rec) {
         // Close-on-exec from the start: a generation spawned meanwhile must not inherit what a process sent.
         n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
-    if (n < 0) return CTL_AGAIN;
+    if (n < 0) return -1;
     for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET) continue;
         if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
             ucred cr;
             memcpy(&cr, CMSG_DATA(c), sizeof cr);
-            rec->sender = cr.pid;
+            *sender = cr.pid;
         } else if (c->cmsg_type == SCM_RIGHTS) {
             size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
             for (size_t i = 0; i < k; ++i) {
                 int rfd;
                 memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
-                if (rec->nfds < kMaxRecordFds) rec->fds[rec->nfds++] = rfd;
+                if (*nfds < max_fds) fds[(*nfds)++] = rfd;
                 else close(rfd);
             }
         }
     }
-    rec->truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    return n;
+}
+
+CtlRead ctl_read(int fd, CtlRecord *rec) {
+    rec->len = 0;
+    ssize_t n = recv_credentialed(fd, &rec->m, sizeof rec->m, &rec->sender, rec->fds, kMaxRecordFds, &rec->nfds,
+                                  &rec->truncated);
+    if (n < 0) return CTL_AGAIN;
     if (n == 0) {
         rec->close_fds();
         return CTL_EMPTY;

@@ -19,6 +19,13 @@ constexpr int kMaxRecordFds = 8;
 // Turns SO_PASSCRED on (the launcher's end, before the generation starts). False with errno on failure.
 bool ctl_pass_credentials(int fd);
 
+// One datagram or record from a socket with SO_PASSCRED, without blocking: its bytes into buf, its sender as
+// the kernel names it (SCM_CREDENTIALS; 0 if none came), and at most max_fds descriptors it carried
+// (close-on-exec from the start; any beyond are closed). Returns the byte count, or -1 (nothing to read, or
+// an error); *truncated is set for MSG_TRUNC or MSG_CTRUNC. Used for the shim's records and for sd_notify.
+ssize_t recv_credentialed(int fd, void *buf, size_t len, pid_t *sender, int *fds, int max_fds, int *nfds,
+                          bool *truncated);
+
 struct CtlRecord {
     Msg m;
     size_t len = 0;          // bytes received

@@ -1,5 +1,7 @@
 #include "notify.h"
 
+#include "ctlmsg.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -44,36 +46,13 @@ int notify_open(int gen, std::string *env_value) {
 
 bool notify_read(int fd, NotifyMessage *out) {
     char buf[4096];
-    iovec iov{buf, sizeof buf - 1};
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8)];
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    ssize_t n;
-    do {
-        n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return false;
     *out = NotifyMessage();
-    for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET) continue;
-        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
-            ucred cr;
-            memcpy(&cr, CMSG_DATA(c), sizeof cr);
-            out->sender = cr.pid;
-        } else if (c->cmsg_type == SCM_RIGHTS) {
-            // sd_pid_notify_with_fds (FDSTORE=1): nothing we keep.
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < k; ++i) {
-                int rfd;
-                memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
-                close(rfd);
-            }
-        }
-    }
-    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return true; // not a message we understand
+    bool truncated = false;
+    int nfds = 0;
+    // sd_pid_notify_with_fds (FDSTORE=1) may send descriptors: nothing we keep (max_fds 0 closes them).
+    ssize_t n = recv_credentialed(fd, buf, sizeof buf - 1, &out->sender, nullptr, 0, &nfds, &truncated);
+    if (n < 0) return false;
+    if (truncated) return true; // not a message we understand
     buf[n] = '\0';
     for (char *line = buf; line && *line;) {
         char *next = strchr(line, '\n');
