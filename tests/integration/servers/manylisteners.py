@@ -27,10 +27,7 @@ def main():
     args = ap.parse_args()
     # First: a stop signal that comes as soon as the launcher sees the socket must wait for sigwait().
     srvlib.block_stop_signals()
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", args.port))
-    ls.listen(128)
+    ls = srvlib.tcp_listener(args.port)
     extra = []
     for _ in range(args.count):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -17,6 +17,15 @@ def log(prog, msg):
     sys.stderr.flush()
 
 
+def tcp_listener(port, host="127.0.0.1", backlog=128):
+    """A listening TCP socket on host:port (SO_REUSEADDR, as servers set it)."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(backlog)
+    return ls
+
+
 def block_stop_signals():
     """Call before starting any thread: the threads inherit the mask, the main thread sigwait()s."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
