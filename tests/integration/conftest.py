@@ -18,6 +18,9 @@ def launch():
     yield start
     for l in started:
         l.cleanup()
+    # Shown by pytest only when the test failed: what each launcher logged, to set beside the failures.
+    for l in started:
+        print("---- launcher %d log ----\n%s" % (l.pid, l.log()))
     # Under `make sanitize`: a report from the launcher fails the test, whatever else it checked.
     reports = [(l.pid, l.sanitizer_reports()) for l in started]
     assert not any(r for _, r in reports), "sanitizer reports: %r" % reports

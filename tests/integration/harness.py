@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The build under test: ROOT/build, or $HOTRESTART_BUILD (e.g. build-san for `make sanitize`; relative to ROOT).
@@ -145,6 +146,12 @@ def write_mode(path, word):
     with open(tmp, "w") as f:
         f.write(word + "\n")
     os.replace(tmp, str(path))
+
+
+def utc_stamp():
+    """Now, as the launcher's log lines write it (2026-11-26T15:03:39.162Z)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
 
 
 def http_get(port, path="/", host="127.0.0.1", timeout=10.0):
@@ -355,8 +362,10 @@ class Load:
             try:
                 pid = self.request()
             except Exception as e:  # any refused/reset/timeout/garbled reply is a failure
+                # When and where (connect, send or receive), to set beside the launcher's log lines.
+                where = traceback.extract_tb(e.__traceback__)[-1].line
                 with self.lock:
-                    self.failures.append("%s: %s" % (type(e).__name__, e))
+                    self.failures.append("%s %s: %s (at `%s`)" % (utc_stamp(), type(e).__name__, e, where))
                 continue
             with self.cond:
                 self.ok += 1
