@@ -31,11 +31,12 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 VARIANTS = ["plain", "hotrestart"]
 
 
-def render(work, port):
+def render(work, port, workers=2):
     d = tempfile.mkdtemp(prefix="run-", dir=work)
     os.chmod(d, 0o755)
     with open(TEMPLATE) as f:
         text = f.read().replace("@DIR@", d).replace("@PORT@", str(port))
+    text = text.replace("worker_processes 2;", "worker_processes %d;" % workers)
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         f.write(text)
@@ -56,8 +57,8 @@ def wait_answering(port, timeout=15):
     raise RuntimeError("nginx on port %d did not answer" % port)
 
 
-def wrk(port, close):
-    argv = ["wrk", "-t2", "-c32", "-d%ds" % DURATION]
+def wrk(port, close, threads=2):
+    argv = ["wrk", "-t%d" % threads, "-c%d" % (32 * threads), "-d%ds" % DURATION]
     if close:
         argv += ["-H", "Connection: close"]
     out = subprocess.run(argv + ["http://127.0.0.1:%d/" % port], capture_output=True, text=True,
@@ -91,15 +92,15 @@ def stop_plain(p):
     p.wait(10)
 
 
-def run(variant, work, close):
+def run(variant, work, close, workers=2, threads=2):
     port = dual_stack_port()
-    d, argv = render(work, port)
+    d, argv = render(work, port, workers)
     if variant == "hotrestart":
         hr = Launcher(argv, ["--stop-signal", "QUIT"], cwd=d)
         try:
             hr.wait_ready(1)
             wait_answering(port)
-            return wrk(port, close)
+            return wrk(port, close, threads)
         finally:
             try:
                 hr.stop()
@@ -109,7 +110,7 @@ def run(variant, work, close):
                          stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_answering(port)
-        return wrk(port, close)
+        return wrk(port, close, threads)
     finally:
         stop_plain(p)
 
@@ -130,6 +131,37 @@ def series(work, close):
     print("    ratio hotrestart/plain: %.3f" % (med["hotrestart"] / med["plain"] if med["plain"] else 0.0), flush=True)
 
 
+def worker_counts():
+    given = os.environ.get("BENCH_WORKERS")
+    if given is not None:
+        return [int(w) for w in given.split()]
+    counts, n = [], 1
+    while n < os.cpu_count():
+        counts.append(n)
+        n *= 2
+    return counts + [os.cpu_count()]
+
+
+def workers_series(work):
+    """Connection: close by worker count: whatever the shim does per connection must not grow with them."""
+    counts = worker_counts()
+    if not counts:
+        return
+    threads = max(2, os.cpu_count() // 2)
+    print("nginx, Connection: close, by worker count (wrk -t%d -c%d -d%ds), median of %d rounds:" % (
+        threads, 32 * threads, DURATION, ROUNDS), flush=True)
+    for workers in counts:
+        results = {v: [] for v in VARIANTS}
+        for _ in range(ROUNDS):
+            for v in VARIANTS:
+                results[v].append(run(v, work, True, workers, threads)[0])
+        med = {v: statistics.median(results[v]) for v in VARIANTS}
+        ratio = med["hotrestart"] / med["plain"] if med["plain"] else 0.0
+        spread = max(results["plain"]) / min(results["plain"]) - 1 if min(results["plain"]) else 0.0
+        print("  %2d workers: plain %10.0f  hotrestart %10.0f req/s  ratio %.3f  (plain's own spread %.0f%%)" % (
+            workers, med["plain"], med["hotrestart"], ratio, 100 * spread), flush=True)
+
+
 def main():
     for tool, package in ((NGINX, "nginx-light"), ("wrk", "wrk")):
         if not shutil.which(tool):
@@ -140,6 +172,7 @@ def main():
     try:
         series(work, close=False)
         series(work, close=True)
+        workers_series(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

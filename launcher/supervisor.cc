@@ -226,7 +226,7 @@ void Supervisor::release(Gen &g) {
 // process the shim does not run in (an exec'd worker, SCM_RIGHTS).
 bool Supervisor::idle(Gen &g) {
     if (!g.shm) return true;
-    bool shim_zero = g.shm->conns.load(std::memory_order_seq_cst) <= 0 ||
+    bool shim_zero = shared_total_conns(g.shm) <= 0 ||
                      (!g.shm->slotless.load() && shared_live_conns(g.shm, process_alive) == 0);
     int kernel = kernel_live_conns(g.pid, registry_);
     if (shim_zero) return kernel <= 0; // -1: the kernel cannot tell us (processes of another user)
@@ -252,7 +252,7 @@ void Supervisor::pause(Gen &g, bool for_report) {
         (void)w;
     }
     g.paused_ms = now_ms();
-    int live = g.shm ? g.shm->conns.load() : 0;
+    int live = g.shm ? shared_total_conns(g.shm) : 0;
     g.conns_at_pause = live < 0 ? 0 : live;
     if (for_report && current_) {
         g.drain_reload = current_->number;
@@ -267,7 +267,7 @@ void Supervisor::drain(Gen &g) {
     const int64_t now = now_ms();
     g.deadline_ms = std::max(now, g.paused_ms + int64_t(opts_.drain_timeout * 1000));
     g.next_check_ms = 0;
-    int live = g.shm ? g.shm->conns.load() : 0;
+    int live = g.shm ? shared_total_conns(g.shm) : 0;
     logf("gen %d draining (%d connection%s open)", g.n, live < 0 ? 0 : live, live == 1 ? "" : "s");
     if (idle(g)) fire(g, EV_IDLE);
 }
@@ -781,7 +781,7 @@ void Supervisor::on_deadlines(int64_t now) {
         // without it): free them now and then, so a fork-per-request server never runs out.
         if (g.shm && now >= g.next_reclaim_ms) {
             g.next_reclaim_ms = now + kReclaimMs;
-            shared_live_conns(g.shm, process_alive);
+            shared_reclaim_slots(g.shm, process_alive);
         }
         if (g.st == GS_DRAINING && now >= g.next_check_ms) {
             g.next_check_ms = now + kTickMs;
@@ -820,7 +820,7 @@ void Supervisor::on_deadlines(int64_t now) {
             break;
         case GS_DRAINING:
             logf("gen %d: drain timeout (%g s) with %d connection(s) still open", g.n, opts_.drain_timeout,
-                 g.shm ? int(g.shm->conns.load()) : 0);
+                 g.shm ? int(shared_total_conns(g.shm)) : 0);
             fire(g, EV_DRAIN_TIMEOUT);
             break;
         case GS_STOPPING:
@@ -1001,7 +1001,7 @@ StatusReport Supervisor::status() const {
         st.generation = g.n;
         st.pid = g.pid;
         st.state = gen_state_name(g.st);
-        int live = g.shm ? int(g.shm->conns.load()) : 0;
+        int live = g.shm ? int(shared_total_conns(g.shm)) : 0;
         st.connections = live < 0 ? 0 : live;
         st.since_ms = g.serving_wall_ms ? g.serving_wall_ms : g.started_wall_ms;
         if (g.st == GS_DRAINING && g.deadline_ms) st.stop_in_s = double(std::max<int64_t>(0, g.deadline_ms - now)) / 1000;

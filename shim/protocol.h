@@ -1,4 +1,4 @@
-// The one protocol between the launcher and the shim (version 1).
+// The one protocol between the launcher and the shim (version 2: the Shared layout below).
 //
 // The launcher starts each generation with three private descriptors and the inherited sockets:
 //   ctl   one end of an AF_UNIX SOCK_SEQPACKET socketpair; the shim sends Msg records on it
@@ -22,10 +22,11 @@
 namespace hr {
 
 constexpr const char *kEnvVar = "HOTRESTART";
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 2;
 constexpr int kMaxInherited = 64;     // sockets passed to one generation
 constexpr int kMaxFdNumber = 1 << 20; // largest descriptor number the protocol accepts
-constexpr int kSlots = 1024;          // processes of one generation that can account connections
+constexpr int kSlots = 4096;          // processes of one generation that can account connections
+constexpr size_t kCacheLine = 64;
 constexpr uint32_t kMagic = 0x48525354; // "HRST"
 
 // The decoded HOTRESTART variable. Immutable once decoded.
@@ -77,9 +78,16 @@ const char *msg_check(const Msg *m, size_t len, int nfds_received);
 
 // Shared between the launcher and every process of one generation (MAP_SHARED memfd).
 //
-// Accounting rule: a process increments conns (and its slot) *before* it calls accept(), then checks
-// draining; the launcher sets draining *before* it reads conns. With sequentially consistent atomics one
-// of the two always sees the other, so no connection can be accepted after the launcher saw zero.
+// Accounting rule: a process increments its count (its slot's, or `conns` if it has no slot) *before* it
+// calls accept(), then checks draining; the launcher sets draining *before* it reads the counts. With
+// sequentially consistent atomics one of the two always sees the other, so no connection can be accepted
+// after the launcher saw zero.
+//
+// Layout for many cores: what every accept reads (draining, released) is written only by the launcher, and
+// each process writes only its own slot, alone on its cache line. Nothing shared is written per connection,
+// so the cost of an accept/close does not grow with the number of processes accepting. The generation's
+// count is the sum the launcher makes (shared_total_conns()).
+
 // Values of Shared::draining.
 constexpr uint32_t kAccepting = 0;
 constexpr uint32_t kDraining = 1; // for good: a newer generation serves, or the launcher stops
@@ -89,16 +97,19 @@ struct Shared {
     uint32_t magic;
     uint32_t version;
     std::atomic<uint32_t> draining; // kAccepting, kDraining, kStandby
-    std::atomic<int32_t> conns;  // live accepted connections (fds) of the whole generation
-    std::atomic<uint32_t> slotless; // some process had no slot: Slot counts alone are incomplete
+    std::atomic<uint32_t> slotless; // some process had no slot: it counts in `conns`
+    std::atomic<int32_t> slots_used; // slots [0, slots_used) may be or have been taken (set at fork, not per connection)
     // Bit i set by the launcher: inherited socket i was released (no generation claimed it); processes of
     // the generation close their unclaimed copy at their next accept/wait/fork.
     std::atomic<uint64_t> released;
-    struct Slot {
+    // Live accepted connections (fds) of the processes that found no free slot; shared by all of them.
+    alignas(kCacheLine) std::atomic<int32_t> conns;
+    struct alignas(kCacheLine) Slot {
         std::atomic<int32_t> pid;   // 0: free
-        std::atomic<int32_t> conns; // that process's share of conns
+        std::atomic<int32_t> conns; // that process's live connections (and reservations)
     } slots[kSlots];
 };
+static_assert(sizeof(Shared::Slot) == kCacheLine, "one slot per cache line");
 static_assert(std::atomic<int32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "cross-process atomics must be lock-free");
 static_assert(kMaxInherited <= 64, "Shared::released has one bit per inherited socket");

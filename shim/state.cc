@@ -1,5 +1,7 @@
 #include "state.h"
 
+#include <algorithm>
+
 namespace hr {
 
 void Accounting::claim_slot(int32_t pid) {
@@ -10,30 +12,33 @@ void Accounting::claim_slot(int32_t pid) {
     for (int i = 0; i < kSlots; ++i) {
         int32_t expected = 0;
         if (shared->slots[i].pid.compare_exchange_strong(expected, pid, std::memory_order_seq_cst)) {
+            // Known to the launcher's sums before the slot counts anything.
+            int32_t used = shared->slots_used.load(std::memory_order_seq_cst);
+            while (used < i + 1 &&
+                   !shared->slots_used.compare_exchange_weak(used, i + 1, std::memory_order_seq_cst)) {
+            }
             shared->slots[i].conns.store(n, std::memory_order_seq_cst);
             slot.store(i, std::memory_order_release);
-            if (n) shared->conns.fetch_add(n, std::memory_order_seq_cst);
             return;
         }
     }
-    // No slot: still count globally so drain stays correct, and tell the launcher that the per-process
-    // fallback is incomplete for this generation.
+    // No slot: count in the shared fallback counter (slower under contention, still exact), and tell the
+    // launcher that slot counts alone are incomplete for this generation.
     shared->slotless.store(1, std::memory_order_seq_cst);
     if (n) shared->conns.fetch_add(n, std::memory_order_seq_cst);
 }
 
-// Every change goes to the slot first and the global counter second, so that whenever the launcher reads
-// zero globally, no slot holds a count the global did not have.
+// Each change goes to this process's own counter only: its slot, or the fallback counter without one.
 void Accounting::add(int32_t n) {
     int s = slot.load(std::memory_order_acquire);
-    if (s >= 0) shared->slots[s].conns.fetch_add(n, std::memory_order_seq_cst);
-    shared->conns.fetch_add(n, std::memory_order_seq_cst);
+    (s >= 0 ? shared->slots[s].conns : shared->conns).fetch_add(n, std::memory_order_seq_cst);
 }
 
+// True when the change left this process's counter at zero while draining: the generation may be idle
+// now (the last closer of a generation always brings its own counter to zero), the launcher sums to know.
 bool Accounting::sub(int32_t n) {
     int s = slot.load(std::memory_order_acquire);
-    if (s >= 0) shared->slots[s].conns.fetch_sub(n, std::memory_order_seq_cst);
-    int32_t left = shared->conns.fetch_sub(n, std::memory_order_seq_cst) - n;
+    int32_t left = (s >= 0 ? shared->slots[s].conns : shared->conns).fetch_sub(n, std::memory_order_seq_cst) - n;
     return left == 0 && draining();
 }
 
@@ -76,9 +81,20 @@ void Accounting::free_slot() {
     shared->slots[s].pid.store(0, std::memory_order_seq_cst);
 }
 
+int32_t shared_total_conns(Shared *s) {
+    int32_t total = s->conns.load(std::memory_order_seq_cst);
+    const int used = std::min(s->slots_used.load(std::memory_order_seq_cst), kSlots);
+    for (int i = 0; i < used; ++i) total += s->slots[i].conns.load(std::memory_order_seq_cst);
+    return total;
+}
+
+// Checks whether a slot's process lives only where it matters: slots that count something.
 int32_t shared_live_conns(Shared *s, bool (*alive)(int32_t pid)) {
     int32_t total = 0;
-    for (int i = 0; i < kSlots; ++i) {
+    const int used = std::min(s->slots_used.load(std::memory_order_seq_cst), kSlots);
+    for (int i = 0; i < used; ++i) {
+        int32_t n = s->slots[i].conns.load(std::memory_order_seq_cst);
+        if (n <= 0) continue;
         int32_t pid = s->slots[i].pid.load(std::memory_order_seq_cst);
         if (pid == 0) continue;
         if (!alive(pid)) {
@@ -86,10 +102,19 @@ int32_t shared_live_conns(Shared *s, bool (*alive)(int32_t pid)) {
             s->slots[i].pid.compare_exchange_strong(pid, 0, std::memory_order_seq_cst);
             continue;
         }
-        int32_t n = s->slots[i].conns.load(std::memory_order_seq_cst);
-        if (n > 0) total += n;
+        total += n;
     }
     return total;
+}
+
+void shared_reclaim_slots(Shared *s, bool (*alive)(int32_t pid)) {
+    const int used = std::min(s->slots_used.load(std::memory_order_seq_cst), kSlots);
+    for (int i = 0; i < used; ++i) {
+        int32_t pid = s->slots[i].pid.load(std::memory_order_seq_cst);
+        if (pid == 0 || alive(pid)) continue;
+        s->slots[i].conns.store(0, std::memory_order_seq_cst);
+        s->slots[i].pid.compare_exchange_strong(pid, 0, std::memory_order_seq_cst);
+    }
 }
 
 } // namespace hr

@@ -75,9 +75,14 @@ struct Accounting {
     bool standby() const { return shared && shared->draining.load(std::memory_order_relaxed) == kStandby; }
 };
 
+// Launcher side: the generation's count, the sum of every process's (slot counts and the fallback counter).
+int32_t shared_total_conns(Shared *s);
 // Launcher side: live connections of the generation, counting only slots whose process still exists
-// (alive(pid) decides). Slots of processes that are gone are freed. This is the fallback for processes
-// that exited without closing (the kernel closed their sockets, the shim never saw it).
+// (alive(pid) decides, asked only of slots that count something; their slots are freed). This is the
+// fallback for processes that exited without closing (the kernel closed their sockets, the shim never saw
+// it). The fallback counter is not included.
 int32_t shared_live_conns(Shared *s, bool (*alive)(int32_t pid));
+// Launcher side: frees the slots of processes that are gone (a fork-per-request server would run out).
+void shared_reclaim_slots(Shared *s, bool (*alive)(int32_t pid));
 
 } // namespace hr

@@ -388,7 +388,7 @@ void test_msg_bad_magic_version_type(void **) {
     m.magic = hr::kMagic ^ 1;
     assert_non_null(hr::msg_check(&m, sizeof m, 0));
     m = make_msg(hr::MSG_HELLO);
-    m.version = 2;
+    m.version = uint16_t(hr::kProtocolVersion + 1);
     assert_non_null(hr::msg_check(&m, sizeof m, 0));
     m.version = 0;
     assert_non_null(hr::msg_check(&m, sizeof m, 0));

@@ -122,7 +122,7 @@ int teardown_shared(void **state) {
 
 Shared *sh(void **state) { return static_cast<Shared *>(*state); }
 
-int32_t conns(Shared *s) { return s->conns.load(); }
+int32_t conns(Shared *s) { return hr::shared_total_conns(s); }
 int32_t slot_conns(Shared *s, int i) { return s->slots[i].conns.load(); }
 int32_t slot_pid(Shared *s, int i) { return s->slots[i].pid.load(); }
 
@@ -274,12 +274,12 @@ void test_release_all(void **state) {
     // Nothing left to give back: false, nothing changes.
     assert_false(a.release_all());
     assert_int_equal(conns(s), 1);
-    // Draining: b's release_all makes the generation idle.
+    // Draining: each release_all that empties its process hints (the launcher sums: b still holds one).
     assert_true(a.reserve());
     a.commit();
     a.add_dup();
     s->draining.store(1);
-    assert_false(a.release_all()); // b still holds one
+    assert_true(a.release_all());
     assert_int_equal(conns(s), 1);
     assert_true(b.release_all());
     assert_int_equal(conns(s), 0);
@@ -310,7 +310,7 @@ void test_claim_slot_after_simulated_fork(void **state) {
     assert_int_equal(slot_conns(s, parent.slot.load()), 2);
     assert_int_equal(conns(s), 4);
     s->draining.store(1);
-    assert_false(child.release_all());
+    assert_true(child.release_all()); // its own count is zero: a hint; the parent still holds two
     assert_int_equal(conns(s), 2);
     assert_int_equal(slot_conns(s, parent.slot.load()), 2);
     assert_true(parent.release_all());
@@ -376,10 +376,10 @@ void test_real_fork(void **state) {
         if (cs < 0 || cs == pslot) _exit(10);
         if (s->slots[cs].pid.load() != getpid()) _exit(11);
         if (s->slots[cs].conns.load() != 1) _exit(12);
-        if (s->conns.load() != 2) _exit(13);
+        if (hr::shared_total_conns(s) != 2) _exit(13);
         if (a.release()) _exit(14); // not draining
         if (s->slots[cs].conns.load() != 0) _exit(15);
-        if (s->conns.load() != 1) _exit(16);
+        if (hr::shared_total_conns(s) != 1) _exit(16);
         _exit(0);
     }
     int status = 0;
@@ -449,6 +449,56 @@ void test_shared_live_conns(void **state) {
     assert_int_equal(hr::shared_live_conns(s, alive_below_2000), 5);
 }
 
+// A process that died with nothing counted keeps its slot until the launcher reclaims it; live ones stay.
+void test_shared_reclaim_slots(void **state) {
+    Shared *s = sh(state);
+    Accounting live, dead;
+    live.attach(s);
+    dead.attach(s);
+    live.claim_slot(1000);
+    dead.claim_slot(2000);
+    assert_int_equal(s->slots_used.load(), 2);
+    assert_int_equal(hr::shared_live_conns(s, alive_below_2000), 0); // counts nothing: not asked about
+    assert_int_equal(slot_pid(s, dead.slot.load()), 2000);
+    hr::shared_reclaim_slots(s, alive_below_2000);
+    assert_int_equal(slot_pid(s, dead.slot.load()), 0);
+    assert_int_equal(slot_pid(s, live.slot.load()), 1000);
+}
+
+// Many cores: nothing a process writes per connection shares a cache line with another process's counter
+// or with what every accept reads.
+void test_layout_one_line_per_writer(void **) {
+    alignas(64) static char buf[sizeof(Shared)];
+    const Shared *s = reinterpret_cast<Shared *>(buf);
+    auto line = [](const void *p) { return reinterpret_cast<uintptr_t>(p) / hr::kCacheLine; };
+    assert_int_equal(sizeof(Shared::Slot), hr::kCacheLine);
+    assert_true(line(&s->slots[0]) != line(&s->slots[1]));
+    assert_true(line(&s->slots[0].conns) != line(&s->draining));
+    assert_true(line(&s->conns) != line(&s->draining));
+    assert_true(line(&s->conns) != line(&s->released));
+    assert_true(line(&s->slots[0]) != line(&s->conns));
+}
+
+// The last closer of a draining generation tells the launcher even while other processes still count:
+// its own counter reached zero, and the launcher sums.
+void test_sub_hints_per_process(void **state) {
+    Shared *s = sh(state);
+    Accounting a, b;
+    a.attach(s);
+    b.attach(s);
+    a.claim_slot(1000);
+    b.claim_slot(1001);
+    assert_true(a.reserve());
+    a.commit();
+    assert_true(b.reserve());
+    b.commit();
+    s->draining.store(hr::kDraining);
+    assert_true(a.release());
+    assert_int_equal(conns(s), 1);
+    assert_true(b.release());
+    assert_int_equal(conns(s), 0);
+}
+
 void test_shared_live_conns_empty(void **state) {
     Shared *s = sh(state);
     assert_int_equal(hr::shared_live_conns(s, all_alive), 0);
@@ -470,6 +520,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_release_all, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_claim_slot_after_simulated_fork, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_slotless, setup_shared, teardown_shared),
+        cmocka_unit_test_setup_teardown(test_shared_reclaim_slots, setup_shared, teardown_shared),
+        cmocka_unit_test(test_layout_one_line_per_writer),
+        cmocka_unit_test_setup_teardown(test_sub_hints_per_process, setup_shared, teardown_shared),
         cmocka_unit_test(test_detached),
         cmocka_unit_test_setup_teardown(test_real_fork, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_shared_live_conns, setup_shared, teardown_shared),
