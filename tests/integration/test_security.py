@@ -330,3 +330,26 @@ def test_rendezvous_refuses_anyone_but_the_main_process(launch):
     assert "pid=" in http_get(port, "/")
     assert hr.stop() == 0
     hr.assert_no_process_left()
+
+
+SQUATTER = r"""
+import os, socket, sys
+# Binds the name the launcher about to run here (same pid: exec) will want, and keeps it across the exec.
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind("\0hotrestart/%d/rendezvous" % os.getpid())
+s.listen()
+os.set_inheritable(s.fileno(), True)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_rendezvous_name_taken_is_a_clear_start_error():
+    """Anyone can bind an abstract name: if the launcher's is taken, it starts nothing and says so in one
+    line (exit 125); the squatter gets nothing."""
+    p = subprocess.run([PYTHON, "-c", SQUATTER, LAUNCHER, "--", "/bin/sh", "-c", "echo ran >&2"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 125, err
+    assert re.search(r"hotrestart\[(\d+)\]: fatal: the rendezvous name @hotrestart/\1/rendezvous is taken by another "
+                     r"process", err), err
+    assert "ran" not in err and len(launcher_lines(err)) == 1, err
