@@ -35,7 +35,7 @@ SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/co
 LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
-                launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc \
+                launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -89,6 +89,12 @@ $(BUILD)/testserver: examples/testserver.c $(FLAGS)
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -pthread $(LDFLAGS) -o $@ $<
 
+# Programs the integration tests run: a static one, in which the shim never runs.
+TEST_PROGS   := $(BUILD)/fdreport-static
+$(BUILD)/fdreport-static: tests/integration/servers/fdreport.c $(FLAGS)
+	@mkdir -p $(BUILD)
+	$(CC) -static -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
 # Unit tests link the modules they test directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
                 launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc
@@ -102,11 +108,11 @@ $(BUILD)/unit/preload_%: tests/unit/preload_%.cc $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(HR_CXXFLAGS) $(SHIM_SAN) $(LDFLAGS) -o $@ $< -lcmocka
 
-unit: all $(UNIT_TESTS) $(PRELOAD_TESTS)
+unit: all $(UNIT_TESTS) $(PRELOAD_TESTS) $(TEST_PROGS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done; \
 	for t in $(PRELOAD_TESTS); do echo "== $(BUILD)/hotrestart -- $$t"; $(BUILD)/hotrestart -- $$t; done
 
-integration: all
+integration: all $(TEST_PROGS)
 	$(PYTEST) -q tests/integration
 
 # The same tests against instrumented binaries in their own build directory (the harness takes them from

@@ -45,7 +45,7 @@ bool overridden(const char *e, const std::vector<std::string> &env) {
 }
 
 // The part every child shares: fork, own process group, PDEATHSIG, exactly pass_fds inherited, original
-// signal state, exec. `hrvar`, if set, is filled with the HOTRESTART encoding of cfg in the child (its
+// signal state, exec. `hrvar`, if set, is filled with the encoding of cfg in the child (its
 // main_pid is known only there). exec errors travel back on a close-on-exec pipe: EOF means it ran.
 SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *envp, char *hrvar, size_t hrlen,
                       Config cfg) {
@@ -145,13 +145,12 @@ SpawnResult spawn_generation(const SpawnRequest &req) {
     std::vector<std::string> env = child_env(req, &preload);
     env.push_back("LD_PRELOAD=" + req.shim + (preload.empty() ? "" : " " + preload));
     std::vector<char *> envp = pointers(env);
-    char hrvar[4096] = "HOTRESTART=";
-    envp.push_back(hrvar);
     envp.push_back(nullptr);
     std::vector<std::string> args = req.argv;
     std::vector<char *> argv = pointers(args);
     argv.push_back(nullptr);
-    return fork_exec(req, argv.data(), envp.data(), hrvar + 11, sizeof hrvar - 11, req.cfg);
+    // No variable describes the generation: its shim asks the launcher at the rendezvous (rendezvous.h).
+    return fork_exec(req, argv.data(), envp.data(), nullptr, 0, req.cfg);
 }
 
 SpawnResult spawn_command(const std::string &command, const SpawnRequest &req) {

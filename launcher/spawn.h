@@ -16,8 +16,9 @@ struct SpawnRequest {
     std::vector<std::string> argv; // PROGRAM ARGS (PROGRAM resolved through PATH, or in the --chdir
                                    // directory if relative, at every spawn)
     std::string shim;              // absolute path of libhotrestart.so
-    Config cfg;                    // ctl/wake/shm/fds as the child will see them; main_pid filled in the child
-    std::vector<int> pass_fds;     // exactly the descriptors the child inherits besides 0, 1, 2
+    Config cfg;                    // unused by the spawn (the rendezvous tells the shim; see rendezvous.h)
+    std::vector<int> pass_fds;     // exactly the descriptors the child inherits besides 0, 1, 2: the listening
+                                   // sockets, never a private descriptor of the launcher
     std::vector<std::string> env;  // NAME=VALUE set for the child (replacing any inherited NAME)
     sigset_t sigmask;              // the launcher's original signal mask, restored in the child
     struct sigaction sigpipe {};   // the launcher's original SIGPIPE disposition, restored in the child
@@ -37,7 +38,8 @@ void spawn_set_workdir(const std::string &dir);
 // 0 if a child could enter dir now, else the errno that says why not (ENOTDIR for a file).
 int workdir_error(const std::string &dir);
 
-// A generation: PROGRAM with the shim preloaded and HOTRESTART describing cfg, in its own process group.
+// A generation: PROGRAM with the shim preloaded, in its own process group. No variable of hotrestart is set:
+// the shim in its main process fetches what it needs at the launcher's rendezvous.
 SpawnResult spawn_generation(const SpawnRequest &req);
 // `/bin/sh -c command` in its own process group with req.env added; req.argv, shim and cfg are unused.
 SpawnResult spawn_command(const std::string &command, const SpawnRequest &req);

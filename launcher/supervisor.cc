@@ -6,6 +6,7 @@
 #include "notify.h"
 #include "pidfile.h"
 #include "procs.h"
+#include "rendezvous.h"
 #include "spawn.h"
 #include "state.h"
 
@@ -81,6 +82,7 @@ Supervisor::Supervisor(const Options &opts, const std::string &shim) : opts_(opt
 Supervisor::~Supervisor() {
     for (auto &g : gens_) release(*g);
     if (sigfd_ >= 0) close(sigfd_);
+    if (rdv_ >= 0) close(rdv_);
 }
 
 // Launcher start-up: every descriptor we inherited becomes close-on-exec (only what we pass on purpose
@@ -121,7 +123,8 @@ void Supervisor::remove_pid_file() {
     if (!opts_.pid_file.empty()) pid_file_remove(opts_.pid_file, int(getpid()));
 }
 
-// Makes the private descriptors of a new generation and fork/execs it with the registry's sockets.
+// Makes the private descriptors of a new generation and fork/execs it with the registry's sockets. The
+// private descriptors stay close-on-exec: its main process fetches them at the rendezvous (on_rendezvous).
 Gen *Supervisor::start_generation(int reload) {
     auto g = std::make_unique<Gen>();
     g->n = ++gen_counter_;
@@ -132,10 +135,10 @@ Gen *Supervisor::start_generation(int reload) {
         return nullptr;
     }
     g->ctl = sv[0];
+    g->ctl_peer = sv[1];
     fcntl(g->ctl, F_SETFL, O_NONBLOCK);
     if (!ctl_pass_credentials(g->ctl)) {
         logf("error: unable to enable credentials on the control socket for gen %d: %s", g->n, strerror(errno));
-        close(sv[1]);
         release(*g);
         return nullptr;
     }
@@ -146,7 +149,6 @@ Gen *Supervisor::start_generation(int reload) {
         mem = mmap(nullptr, kSharedSize, PROT_READ | PROT_WRITE, MAP_SHARED, g->shmfd, 0);
     if (mem == MAP_FAILED) {
         logf("error: unable to create the shared state for gen %d: %s", g->n, strerror(errno));
-        close(sv[1]);
         release(*g);
         return nullptr;
     }
@@ -160,7 +162,6 @@ Gen *Supervisor::start_generation(int reload) {
         g->notify = notify_open(g->n, &where);
         if (g->notify < 0) {
             logf("error: unable to create the notification socket for gen %d: %s", g->n, strerror(errno));
-            close(sv[1]);
             release(*g);
             return nullptr;
         }
@@ -176,7 +177,6 @@ Gen *Supervisor::start_generation(int reload) {
     req.cfg.gen = g->n;
     req.cfg.launcher_pid = getpid();
     req.cfg.verbose = opts_.verbose > 1 ? opts_.verbose - 1 : 0;
-    req.pass_fds = {sv[1], g->wake, g->shmfd};
     for (const auto &name : registry_.drop_unusable()) logf("warning: dropped %s: no longer a listening socket", name.c_str());
     for (const auto &l : registry_.all()) {
         if (req.cfg.nfds == kMaxInherited) {
@@ -191,13 +191,14 @@ Gen *Supervisor::start_generation(int reload) {
     g->started_ms = now_ms();
     g->started_wall_ms = realtime_ms();
     SpawnResult r = spawn_generation(req);
-    close(sv[1]);
     if (r.pid < 0) {
         logf("error: unable to %s gen %d: %s", r.what, g->n, strerror(r.error));
         release(*g);
         return nullptr;
     }
     g->pid = r.pid;
+    g->cfg = req.cfg;
+    g->cfg.main_pid = r.pid;
     g->pidfd = pidfd_open(r.pid); // our unreaped child: the pid is still the one we started
     sentinel_.watch(g->pid);
     g->exec_error = r.error;
@@ -210,7 +211,7 @@ Gen *Supervisor::start_generation(int reload) {
 
 void Supervisor::release(Gen &g) {
     g.warn.flush(g.n);
-    for (int *fd : {&g.ctl, &g.wake, &g.shmfd, &g.notify, &g.pidfd}) {
+    for (int *fd : {&g.ctl, &g.ctl_peer, &g.wake, &g.shmfd, &g.notify, &g.pidfd}) {
         if (*fd >= 0) close(*fd);
         *fd = -1;
     }
@@ -616,6 +617,37 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             break;
         }
         }
+    }
+}
+
+// The rendezvous: the main process of a generation fetches its private descriptors (when its shim starts,
+// and again after each exec). Only the main process of a generation, our child and not yet reaped (so its
+// pid cannot be a recycled one), gets them; every other peer has its connection closed.
+void Supervisor::on_rendezvous() {
+    for (int handled = 0; handled < kMaxMessagesPerTurn; ++handled) {
+        pid_t peer;
+        int c = rendezvous_accept(rdv_, &peer);
+        if (c < 0) return;
+        Gen *owner = nullptr;
+        for (auto &g : gens_)
+            if (peer > 0 && g->pid == peer && !g->main_exited && g->ctl_peer >= 0 && g->wake >= 0 && g->shmfd >= 0)
+                owner = g.get();
+        if (!owner) {
+            rdv_log_.refused(peer, "it is not the main process of a generation");
+            close(c);
+            continue;
+        }
+        // The inherited sockets are where the launcher put them only until the first image took them over
+        // (and perhaps moved them): a later image (after an exec) learns their numbers from its predecessor.
+        Config cfg = owner->cfg;
+        if (owner->handed++)
+            for (int i = 0; i < cfg.nfds; ++i) cfg.fds[i] = -1;
+        if (rendezvous_answer(c, cfg, owner->ctl_peer, owner->wake, owner->shmfd))
+            debugf("gen %d: private descriptors handed to pid %d%s", owner->n, int(peer),
+                   owner->handed > 1 ? " (after an exec)" : "");
+        else
+            owner->warn.warn(owner->n, "unable to answer its main process at the rendezvous: %s", strerror(errno));
+        close(c);
     }
 }
 
@@ -1099,6 +1131,15 @@ int Supervisor::run() {
             return kExitLauncherError;
         }
     }
+    {
+        std::string err;
+        rdv_ = rendezvous_open(&err);
+        if (rdv_ < 0) {
+            logf("fatal: %s", err.c_str());
+            control_.shutdown();
+            return kExitLauncherError;
+        }
+    }
     // Before any generation: whatever the launcher's end, nothing it started may go on without it.
     if (!sentinel_.start(opts_.stop_signal, opts_.kill_timeout))
         logf("warning: unable to start the sentinel (%s): if the launcher is killed, its generations are not "
@@ -1130,6 +1171,8 @@ int Supervisor::run() {
             pfds.push_back({g->notify, POLLIN, 0});
             notify_owner.push_back(g.get());
         }
+        const size_t rdv_at = pfds.size();
+        pfds.push_back({rdv_, POLLIN, 0});
         int64_t now = now_ms();
         const size_t control_at = pfds.size();
         control_.add_pollfds(&pfds, now);
@@ -1165,6 +1208,7 @@ int Supervisor::run() {
         }
         for (Gen *g : notify_owner)
             if (pfds[i++].revents && g->notify >= 0) on_notify(*g);
+        if (pfds[rdv_at].revents) on_rendezvous();
         for (auto &g : gens_) {
             if (!g->idle_hint) continue;
             g->idle_hint = false;

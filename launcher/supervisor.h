@@ -12,6 +12,7 @@
 #include "procs.h"
 #include "protocol.h"
 #include "registry.h"
+#include "rendezvous.h"
 #include "report.h"
 #include "sentinel.h"
 
@@ -29,6 +30,9 @@ struct Gen {
     pid_t pid = -1;
     GenState st = GS_STARTING;
     int ctl = -1;    // launcher's end of the control socketpair
+    int ctl_peer = -1; // the generation's end, handed to its main process at the rendezvous (never inherited)
+    Config cfg;        // what the rendezvous tells its main process (fds: the numbers it inherits them at)
+    int handed = 0;    // answers given at the rendezvous (the second and later: after an exec)
     int wake = -1;   // eventfd: readable while the generation must not accept (reset when it resumes)
     int shmfd = -1;
     int notify = -1; // its NOTIFY_SOCKET (--ready notify)
@@ -96,6 +100,7 @@ private:
     void on_child_exits();
     void on_ctl(Gen &g, bool hangup);
     void on_notify(Gen &g);
+    void on_rendezvous();
     void on_control(const ControlRequest &r);
     void on_deadlines(int64_t now);
     void check_ready(Gen &g);
@@ -134,6 +139,8 @@ private:
     Gen *standby_ = nullptr; // superseded by the one on trial; resumes if that one fails
     int gen_counter_ = 0;
     int sigfd_ = -1;
+    int rdv_ = -1;         // the rendezvous (rendezvous.h)
+    RefusalLog rdv_log_;
     sigset_t orig_mask_;
     struct sigaction orig_sigpipe_ {};
     // Reloads: the one in progress, requests that wait for the next one, and the last reports.

@@ -1,6 +1,7 @@
-// Start-up of the shim: read HOTRESTART once, validate every descriptor it names against the kernel,
-// move the private ones out of the program's way, and only then switch the wrappers on. Any doubt means
-// pass-through with one warning line.
+// Start-up of the shim: fetch the private descriptors and the configuration at the launcher's rendezvous
+// (only a generation's main process gets them), validate every descriptor against the kernel, move them
+// out of the program's way, and only then switch the wrappers on. No launcher: pass-through, silently;
+// any doubt: pass-through with one warning line.
 #include "core.h"
 
 #include "libc.h"
@@ -19,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -255,9 +257,9 @@ const char *own_path() {
     return nullptr;
 }
 
-// Removes HOTRESTART and our LD_PRELOAD entry so that this process's descendants start clean.
+// Removes our LD_PRELOAD entry from the main process's environment once the shim is active: what it starts
+// runs without the shim (an exec of its own puts it back, see process.cc).
 void strip_environment() {
-    unsetenv(kEnvVar);
     const char *pre = getenv("LD_PRELOAD");
     const char *self = own_path();
     if (!pre || !self) return;
@@ -383,10 +385,40 @@ void after_fork_child() {
     make_local_wake();
 }
 
-void activate(const Config &cfg) {
+// After an exec by the main process: the sockets as the image before this one numbered them
+// (Shared::exec_state), in place of the launcher's list. Read once, then cleared.
+void take_exec_state(Shared *shared, Config *cfg) {
+    char text[kExecStateLen];
+    memcpy(text, shared->exec_state, sizeof text);
+    text[sizeof text - 1] = '\0';
+    if (!text[0]) return;
+    memset(shared->exec_state, 0, sizeof shared->exec_state);
+    Config prev;
+    char err[64];
+    if (!config_decode(text, &prev, err, sizeof err)) {
+        log_line("warning", "ignoring the sockets left by the image before this one (%s)", err);
+        return;
+    }
+    if (prev.nfds != cfg->nfds) {
+        log_line("warning", "ignoring the sockets left by the image before this one (%d listed, %d inherited)",
+                 prev.nfds, cfg->nfds);
+        return;
+    }
+    for (int i = 0; i < prev.nfds; ++i) cfg->fds[i] = prev.fds[i];
+    cfg->nown = prev.nown;
+    for (int i = 0; i < prev.nown; ++i) {
+        cfg->own[i] = prev.own[i];
+        cfg->own_kind[i] = prev.own_kind[i];
+    }
+}
+
+void activate(Config cfg) {
     char why[96];
     const char *bad = probe_ctl(cfg.ctl, cfg.launcher_pid);
     if (!bad) bad = probe_wake(cfg.wake);
+    Shared *shared = nullptr;
+    if (!bad) bad = map_shared(cfg.shm, &shared);
+    if (shared) take_exec_state(shared, &cfg);
     SockKey keys[kMaxInherited];
     for (int i = 0; !bad && i < cfg.nown; ++i) {
         SockKey k;
@@ -407,8 +439,6 @@ void activate(const Config &cfg) {
             unusable[i] = true;
         }
     }
-    Shared *shared = nullptr;
-    if (!bad) bad = map_shared(cfg.shm, &shared);
     // The fd table covers every number the process may open (up to the hard limit, at most 1M), mapped
     // lazily: untouched pages cost nothing.
     rlimit rl;
@@ -423,9 +453,10 @@ void activate(const Config &cfg) {
     if (bad) {
         log_line("warning", "hot restart disabled: %s", bad);
         if (shared) munmap(shared, kSharedSize);
-        // Pass-through; but what the launcher handed us must not leak into programs this one starts.
+        // Pass-through: the private descriptors are closed (close-on-exec from the start, they never
+        // reached anything else), and the inherited sockets do not reach programs this one starts.
         const int mine[] = {cfg.ctl, cfg.wake, cfg.shm};
-        for (int fd : mine) real_fcntl(fd, F_SETFD, reinterpret_cast<void *>(long(FD_CLOEXEC)));
+        for (int fd : mine) real_close(fd);
         for (int i = 0; i < cfg.nfds; ++i)
             if (cfg.fds[i] >= 0) real_fcntl(cfg.fds[i], F_SETFD, reinterpret_cast<void *>(long(FD_CLOEXEC)));
         return;
@@ -472,6 +503,7 @@ void activate(const Config &cfg) {
     g.acct.attach(shared);
     g.acct.claim_slot(int32_t(getpid()));
     pthread_atfork(nullptr, nullptr, after_fork_child);
+    strip_environment();
     g.active.store(true, std::memory_order_release);
     send_msg(MSG_HELLO, 0, 0, nullptr, 0, -1);
     if (cfg.verbose >= 1) {
@@ -483,23 +515,101 @@ void activate(const Config &cfg) {
     }
 }
 
+// The rendezvous (shim/protocol.h). RV_NONE: our parent is no launcher, or it does not know us as the main
+// process of a generation: a pure pass-through, silently. RV_FAILED: a launcher is there but the exchange
+// failed, *why says how. RV_OK: *cfg is the configuration, with ctl, wake and shm the descriptors received
+// (close-on-exec from the start). Bounded: kRendezvousWaitMs for the connection, as much for the answer.
+enum Rendezvous { RV_NONE, RV_FAILED, RV_OK };
+
+Rendezvous rendezvous(Config *cfg, const char **why) {
+    const pid_t ppid = getppid();
+    if (ppid <= 1) return RV_NONE;
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (s < 0) return RV_NONE; // no Unix sockets here (a sandbox): nothing to talk to
+    timeval tv{kRendezvousWaitMs / 1000, (kRendezvousWaitMs % 1000) * 1000};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); // bounds a connect() to a full backlog
+    sockaddr_un a;
+    socklen_t alen = rendezvous_address(int(ppid), &a);
+    int r;
+    do {
+        r = real_connect(s, reinterpret_cast<sockaddr *>(&a), alen);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        const int e = errno;
+        real_close(s);
+        if (e == ECONNREFUSED || e == ENOENT) return RV_NONE; // nobody listens there: not under a launcher
+        *why = e == EAGAIN ? "the launcher's rendezvous did not accept in time" : "cannot reach the launcher's rendezvous";
+        return RV_FAILED;
+    }
+    // Anyone may bind an abstract name; only our parent's socket is the launcher's.
+    ucred cr{};
+    socklen_t l = sizeof cr;
+    if (real_getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &l) < 0 || cr.pid != ppid) {
+        real_close(s);
+        *why = "the rendezvous is held by a process other than our parent";
+        return RV_FAILED;
+    }
+    const Remaining remaining(kRendezvousWaitMs);
+    for (;;) {
+        pollfd p{s, POLLIN, 0};
+        int left = remaining.left();
+        int n = real_poll(&p, 1, left);
+        if (n > 0) break;
+        if (n == 0 || (n < 0 && errno != EINTR)) {
+            real_close(s);
+            *why = "the launcher did not answer at the rendezvous in time";
+            return RV_FAILED;
+        }
+    }
+    char text[kExecStateLen];
+    iovec iov{text, sizeof text - 1};
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
+    msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    ssize_t n;
+    do {
+        n = real_recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    real_close(s);
+    int fds[4];
+    int nfds = 0;
+    for (cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int k = int((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k && nfds < 4; ++i) memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    auto fail = [&](const char *what) {
+        for (int i = 0; i < nfds; ++i) real_close(fds[i]);
+        *why = what;
+        return RV_FAILED;
+    };
+    if (n == 0) return RV_NONE; // closed without an answer: not a generation's main process
+    if (n < 0) return fail("no answer at the rendezvous");
+    if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nfds != 3) return fail("a malformed answer at the rendezvous");
+    text[n] = '\0';
+    char err[64];
+    if (!config_decode(text, cfg, err, sizeof err)) return fail("a configuration that does not decode at the rendezvous");
+    if (cfg->main_pid != int(getpid()) || cfg->launcher_pid != int(ppid))
+        return fail("an answer at the rendezvous meant for another process");
+    cfg->ctl = fds[0];
+    cfg->wake = fds[1];
+    cfg->shm = fds[2];
+    return RV_OK;
+}
+
 __attribute__((constructor)) void shim_init() {
     ErrnoGuard keep;
     libc_resolve_all();
-    const char *text = getenv(kEnvVar);
-    if (text == nullptr) return; // not under the launcher: pure pass-through, silently
     Config cfg;
-    char err[64];
-    if (!config_decode(text, &cfg, err, sizeof err)) {
-        log_line("warning", "ignoring malformed %s (%s); hot restart disabled", kEnvVar, err);
-        strip_environment();
-        return;
-    }
-    if (getpid() != cfg.main_pid) {
-        // A program the server started (CGI, helper script): it must run as if the shim were absent,
-        // and so must everything it starts.
-        strip_environment();
-        return;
+    const char *why = "";
+    switch (rendezvous(&cfg, &why)) {
+    case RV_NONE: return; // not a generation's main process: pure pass-through, silently
+    case RV_FAILED: log_line("warning", "hot restart disabled: %s", why); return;
+    case RV_OK: break;
     }
     activate(cfg);
 }

@@ -39,10 +39,12 @@ HR_EXPORT void _Exit(int status) {
 }
 
 // exec*() by the generation's main process (a wrapper script that execs the server, a server that
-// re-execs itself) keeps hot restart: the private descriptors lose close-on-exec just for the exec, and
-// the environment carries HOTRESTART re-encoded with their current numbers (and the sockets not yet
-// claimed) plus the shim in LD_PRELOAD. Any other process that execs (a forked CGI child) needs nothing:
-// its private descriptors are close-on-exec and the shim in the new image sees main != its pid.
+// re-execs itself) keeps hot restart: the sockets not yet claimed and the program's own shared sockets
+// lose close-on-exec just for the exec, their numbers go into Shared::exec_state, and the environment gets
+// the shim back in LD_PRELOAD. The private descriptors stay close-on-exec: the new image fetches them at
+// the launcher's rendezvous again (core.cc), so a program that does not run the shim (a static one) never
+// holds them, nor do its children. Any other process that execs (a forked CGI child) needs nothing: its
+// private descriptors are close-on-exec, and the launcher does not answer it at the rendezvous.
 
 namespace hr {
 namespace {
@@ -50,7 +52,7 @@ namespace {
 struct ExecEnv {
     char **envp = nullptr;
     size_t maplen = 0;
-    int fds[kMaxInherited + 3];
+    int fds[2 * kMaxInherited];
     int nfds = 0;
 };
 
@@ -61,15 +63,13 @@ void set_cloexec(const ExecEnv &e, bool on) {
 }
 
 // Builds the environment of the new image in one anonymous mapping (no malloc: exec may be called from
-// a program whose allocator state we must not touch) and opens the private descriptors for it.
+// a program whose allocator state we must not touch), writes the sockets it keeps into Shared::exec_state
+// and opens them for it.
 bool prepare(char *const *envp, ExecEnv *out) {
     Config c = g.cfg;
     c.ctl = g.ctl.load();
     c.wake = g.wake.load();
     c.shm = g.shm.load();
-    out->fds[out->nfds++] = c.ctl;
-    out->fds[out->nfds++] = c.wake;
-    out->fds[out->nfds++] = c.shm;
     for (int i = 0; i < g.ninherited; ++i) {
         int fd = g.inherited[i].claimed.load() ? -1 : g.inherited[i].fd.load();
         c.fds[i] = fd;
@@ -90,18 +90,15 @@ bool prepare(char *const *envp, ExecEnv *out) {
     size_t n = 0;
     while (envp && envp[n]) ++n;
     const char *self = g.self_path[0] ? g.self_path : nullptr;
-    constexpr size_t kVarLen = 4096; // HOTRESTART with 64 fds and 64 own entries fits with room to spare
-    const size_t strbuf = kVarLen + 4096 + 16;
-    out->maplen = (n + 3) * sizeof(char *) + strbuf;
+    const size_t strbuf = 4096 + 16;
+    out->maplen = (n + 2) * sizeof(char *) + strbuf;
     void *mem = mmap(nullptr, out->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return false;
     char **env = static_cast<char **>(mem);
-    char *hrvar = reinterpret_cast<char *>(env + n + 3);
-    char *preload = hrvar + kVarLen;
+    char *preload = reinterpret_cast<char *>(env + n + 2);
     size_t k = 0;
     bool have_preload = false;
     for (size_t i = 0; i < n; ++i) {
-        if (strncmp(envp[i], "HOTRESTART=", 11) == 0) continue;
         if (self && strncmp(envp[i], "LD_PRELOAD=", 11) == 0) {
             have_preload = true;
             if (!strstr(envp[i], self) && strlen(envp[i]) + strlen(self) + 2 < 4096) {
@@ -122,18 +119,12 @@ bool prepare(char *const *envp, ExecEnv *out) {
         strcpy(preload + 11, self);
         env[k++] = preload;
     }
-    memcpy(hrvar, "HOTRESTART=", 11);
-    if (config_encode(c, hrvar + 11, kVarLen - 11) < 0) {
-        // Cannot happen with kVarLen; should it, the new image runs without hot restart rather than
-        // with stale descriptor numbers.
-        hrvar[0] = '\0';
-        env[k] = nullptr;
-        out->envp = env;
-        return true;
-    }
-    env[k++] = hrvar;
     env[k] = nullptr;
     out->envp = env;
+    // Cannot fail with kExecStateLen; should it, the new image adopts nothing rather than stale numbers.
+    Shared *shared = g.acct.shared;
+    if (shared && config_encode(c, shared->exec_state, sizeof shared->exec_state) < 0)
+        memset(shared->exec_state, 0, sizeof shared->exec_state);
     set_cloexec(*out, false);
     return true;
 }
@@ -142,6 +133,7 @@ bool prepare(char *const *envp, ExecEnv *out) {
 void undo(ExecEnv &e) {
     ErrnoGuard keep;
     set_cloexec(e, true);
+    if (g.acct.shared) memset(g.acct.shared->exec_state, 0, sizeof g.acct.shared->exec_state);
     if (e.envp) munmap(e.envp, e.maplen);
 }
 

@@ -2,6 +2,7 @@
 // calls this from its constructor, possibly in a program that has already wiped or mangled its environment.
 #include "protocol.h"
 
+#include <stddef.h>
 #include <string.h>
 
 namespace hr {
@@ -214,6 +215,27 @@ int config_encode(const Config &c, char *buf, size_t len) {
         ok = ok && put_num(buf, len, &pos, c.own[i]) && put(buf, len, &pos, &c.own_kind[i], 1);
     }
     return ok ? int(pos) : -1;
+}
+
+socklen_t rendezvous_address(int launcher_pid, sockaddr_un *a) {
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    char *p = a->sun_path + 1; // sun_path[0] == '\0': abstract, no file
+    const char *prefix = "hotrestart/";
+    size_t n = strlen(prefix);
+    memcpy(p, prefix, n);
+    char digits[16];
+    int d = 0;
+    unsigned v = launcher_pid > 0 ? unsigned(launcher_pid) : 0;
+    do {
+        digits[d++] = char('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (d) p[n++] = digits[--d];
+    const char *suffix = "/rendezvous";
+    memcpy(p + n, suffix, strlen(suffix));
+    n += strlen(suffix);
+    return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
 }
 
 const char *msg_check(const Msg *m, size_t len, int nfds_received) {

@@ -1,16 +1,27 @@
 // The one protocol between the launcher and the shim (version 2: the Shared layout below).
 //
-// The launcher starts each generation with three private descriptors and the inherited sockets:
+// Each generation has three private descriptors:
 //   ctl   one end of an AF_UNIX SOCK_SEQPACKET socketpair; the shim sends Msg records on it
 //   wake  an eventfd the launcher makes readable (for good) when the generation must stop accepting
 //   shm   a memfd holding one Shared record (drain flag and connection counters), mapped by both sides
-// and describes them in one environment variable, HOTRESTART, encoded by config_encode():
+// None of them crosses an exec, and no variable describes them: a program that does not run the shim (a
+// static one, or one the main process execs) and its children never see them. The shim's constructor in
+// the generation's main process fetches them at the rendezvous: it connects to its parent's abstract
+// SOCK_SEQPACKET socket (rendezvous_address()), whose listener must be that parent (SO_PEERCRED); the
+// launcher answers only a peer whose SO_PEERCRED pid is the main process of one of its generations (its
+// child, not yet reaped: the pid cannot have been reused) with one record: the configuration as text,
+// encoded by config_encode(), with ctl, wake and shm attached (SCM_RIGHTS, in that order):
 //   v1;ctl=5;wake=6;shm=7;gen=2;main=1234;launcher=1200;verbose=0;fds=8,9,-
-// `fds` lists the inherited sockets in registry order; "-" marks a slot that was already claimed (the
-// record is re-encoded when the program re-execs itself). The optional `own` field appears only after such
-// a re-exec: the program's own descriptors that are shared sockets, each with its kind and the program's
-// idea of O_NONBLOCK: l/L listener blocking/non-blocking, d/D datagram (e.g. own=6l,7D). Everything here is free of heap allocation so
-// the shim can use it in its constructor and in a forked child.
+// (ctl, wake and shm there are the launcher's numbers: the shim uses those it received). Anyone else gets
+// the connection closed. The inherited listening sockets (`fds`, in registry order) are the program's own
+// and do cross exec, at those numbers; "-" marks a slot that is not to be adopted. After an exec by the
+// main process (a wrapper that execs the server, a server that re-execs itself) the new image asks again
+// (the launcher then lists every slot as "-"), and takes the numbers its sockets have now from
+// Shared::exec_state, which the image before it wrote just before the exec: the same encoding, plus the
+// optional `own` field: the program's own descriptors that are shared sockets, each with its kind and the
+// program's idea of O_NONBLOCK: l/L listener blocking/non-blocking, d/D datagram (e.g. own=6l,7D).
+// Everything here is free of heap allocation so the shim can use it in its constructor and in a forked
+// child.
 #pragma once
 
 #include <atomic>
@@ -18,10 +29,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 namespace hr {
 
-constexpr const char *kEnvVar = "HOTRESTART";
+constexpr size_t kExecStateLen = 4096; // Shared::exec_state; also the longest configuration text
 constexpr int kProtocolVersion = 2;
 constexpr int kMaxInherited = 64;     // sockets passed to one generation
 constexpr int kMaxFdNumber = 1 << 20; // largest descriptor number the protocol accepts
@@ -29,7 +41,7 @@ constexpr int kSlots = 4096;          // processes of one generation that can ac
 constexpr size_t kCacheLine = 64;
 constexpr uint32_t kMagic = 0x48525354; // "HRST"
 
-// The decoded HOTRESTART variable. Immutable once decoded.
+// The decoded configuration (the rendezvous' answer, or Shared::exec_state). Immutable once decoded.
 struct Config {
     int ctl = -1;
     int wake = -1;
@@ -50,6 +62,12 @@ struct Config {
 bool config_decode(const char *text, Config *out, char *err, size_t errlen);
 // Writes the encoding into buf; returns its length, or -1 if it does not fit.
 int config_encode(const Config &c, char *buf, size_t len);
+
+// The rendezvous of the launcher whose pid is launcher_pid: an abstract name, "hotrestart/<pid>/rendezvous".
+// Fills *a and returns the address length to pass to bind() or connect().
+socklen_t rendezvous_address(int launcher_pid, sockaddr_un *a);
+// How long the shim waits for the launcher at the rendezvous (connect, then the answer), in milliseconds.
+constexpr int kRendezvousWaitMs = 5000;
 
 // Messages from the shim to the launcher: one fixed-size record per SEQPACKET datagram.
 enum MsgType : uint16_t {
@@ -108,6 +126,10 @@ struct Shared {
         std::atomic<int32_t> pid;   // 0: free
         std::atomic<int32_t> conns; // that process's live connections (and reservations)
     } slots[kSlots];
+    // Written by the main process just before it execs (NUL-terminated configuration text: its inherited
+    // and own sockets as numbered in the new image), read and cleared by the new image's shim. The launcher
+    // never reads it.
+    char exec_state[kExecStateLen];
 };
 static_assert(sizeof(Shared::Slot) == kCacheLine, "one slot per cache line");
 static_assert(std::atomic<int32_t>::is_always_lock_free, "cross-process atomics must be lock-free");

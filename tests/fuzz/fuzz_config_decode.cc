@@ -1,5 +1,5 @@
-// libFuzzer target: config_decode() (shim/protocol.cc), the HOTRESTART variable every program's shim
-// parses in its constructor. The input is the variable's text. Properties: no crash or undefined behaviour,
+// libFuzzer target: config_decode() (shim/protocol.cc), the configuration a generation's shim parses in its
+// constructor (the rendezvous' answer, and Shared::exec_state after an exec). The input is that text. Properties: no crash or undefined behaviour,
 // the error text is always terminated, and whatever decodes encodes again into text that decodes to the
 // same record.
 #include "protocol.h"

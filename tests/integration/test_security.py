@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from conftest import LAUNCHER, PYTHON, free_port, line_time, server_argv, socket_fds
+from conftest import LAUNCHER, PYTHON, free_port, http_get, line_time, server_argv, socket_fds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")
@@ -120,8 +120,9 @@ def test_registration_flood_is_bounded(launch):
                          r"sockets as it may", log)
     assert len(refused) == WARNINGS_SHOWN, log
     assert "only counted" in log
-    # The 64 kept, its control socket: nothing of the other 237.
-    assert socket_fds(hr.pid) <= MAX_PER_GENERATION + 2, os.listdir("/proc/%d/fd" % hr.pid)
+    # The 64 kept, both ends of its control socket (the launcher keeps the generation's end for the
+    # rendezvous), the rendezvous (and one to spare): nothing of the other 237.
+    assert socket_fds(hr.pid) <= MAX_PER_GENERATION + 4, os.listdir("/proc/%d/fd" % hr.pid)
     assert hr.stop() == 0
     hr.wait_for(r"warning: gen 1: %d more warnings not logged" % (count + 1 - MAX_PER_GENERATION - WARNINGS_SHOWN),
                 since=0)
@@ -252,3 +253,103 @@ def test_unix_path_through_a_swapped_directory_symlink_is_not_followed(launch, t
     assert is_socket_file(str(other / "s.sock")), "the launcher followed a directory symlink it did not bind through"
     assert not os.path.lexists(str(real / "s.sock")), "the program's socket file outlives the launcher"
     hr.assert_no_process_left()
+
+
+# --------------------------------------------------------------------------------------------------------
+# F. nothing of the launcher crosses an exec: the private descriptors come from the rendezvous, to the
+#    generation's main process only
+
+
+FDREPORT = os.path.join(os.path.dirname(LAUNCHER), "fdreport-static")
+
+
+def inherited_by_child(hr):
+    """What the child of build/fdreport-static reported: {fd: target}, [NAME=VALUE]."""
+    assert os.path.exists(FDREPORT), "%s is missing: run `make integration` (or make %s)" % (FDREPORT, FDREPORT)
+    hr.wait_for(r"^fdreport: done pid=\d+$", since=0)
+    lines = hr.log().splitlines()
+    fds = {int(m.group(1)): m.group(2) for m in (re.match(r"^fdreport: fd (\d+) (.*)$", l) for l in lines) if m}
+    env = [l[len("fdreport: env "):] for l in lines if l.startswith("fdreport: env ")]
+    assert fds, hr.log()
+    return fds, env
+
+
+def assert_nothing_of_ours(fds, env):
+    # The first generation inherits no listening socket: any socket is a private one of the launcher.
+    ours = {fd: t for fd, t in fds.items()
+            if t.startswith("socket:") or t == "anon_inode:[eventfd]" or "memfd:" in t}
+    assert ours == {}, "the child of a program without the shim holds descriptors of hotrestart: %r" % ours
+    assert [v for v in env if v.startswith("HOTRESTART")] == [], env
+
+
+def test_static_server_and_its_children_get_nothing_of_the_launcher(launch):
+    """A static server (the shim never runs in it) forks a child that lists its descriptors and environment:
+    no control socket, eventfd or shared memory of the launcher, no HOTRESTART variable."""
+    hr = launch([FDREPORT])
+    fds, env = inherited_by_child(hr)
+    assert_nothing_of_ours(fds, env)
+    hr.stop()
+    hr.assert_no_process_left()
+
+
+def test_static_program_execd_by_the_main_process_gets_nothing_of_the_launcher(launch):
+    """The main process runs the shim (sh), fetches the private descriptors at the rendezvous, then execs
+    a static program: that program's child holds none of them, and no HOTRESTART variable."""
+    hr = launch(["/bin/sh", "-c", "exec " + FDREPORT], options=["-v"])
+    main = int(hr.wait_for(r"gen 1 started \(pid (\d+)\)", since=0).group(1))
+    hr.wait_for(r"gen 1: private descriptors handed to pid %d$" % main, since=0)
+    fds, env = inherited_by_child(hr)
+    assert_nothing_of_ours(fds, env)
+    hr.stop()
+    hr.assert_no_process_left()
+
+
+def rendezvous_address(launcher_pid):
+    return "\0hotrestart/%d/rendezvous" % launcher_pid
+
+
+def test_rendezvous_refuses_anyone_but_the_main_process(launch):
+    """A local process that connects to the launcher's rendezvous gets the connection closed, without a
+    descriptor (5 warnings, then only counted); the generation keeps serving and a reload still works (its
+    new main process does get its descriptors)."""
+    port = free_port()
+    hr = launch(server_argv("python", port))
+    hr.wait_ready(1)
+    for _ in range(WARNINGS_SHOWN + 3):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            s.settimeout(10)
+            s.connect(rendezvous_address(hr.pid))
+            data, ancdata, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(16))
+            assert (data, ancdata) == (b"", []), "the rendezvous answered a stranger: %r %r" % (data, ancdata)
+    hr.wait_for(r"warning: refused the private descriptors to pid %d at the rendezvous: it is not the main "
+                r"process of a generation \(more refusals in the next minute are only counted\)$" % os.getpid(),
+                since=0)
+    assert len(re.findall(r"refused the private descriptors", hr.log())) == WARNINGS_SHOWN, hr.log()
+    assert "pid=" in http_get(port, "/")
+    hr.reload()  # gen 2 is ready: its shim reported in, with what it fetched at the rendezvous
+    assert "pid=" in http_get(port, "/")
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
+SQUATTER = r"""
+import os, socket, sys
+# Binds the name the launcher about to run here (same pid: exec) will want, and keeps it across the exec.
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind("\0hotrestart/%d/rendezvous" % os.getpid())
+s.listen()
+os.set_inheritable(s.fileno(), True)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_rendezvous_name_taken_is_a_clear_start_error():
+    """Anyone can bind an abstract name: if the launcher's is taken, it starts nothing and says so in one
+    line (exit 125); the squatter gets nothing."""
+    p = subprocess.run([PYTHON, "-c", SQUATTER, LAUNCHER, "--", "/bin/sh", "-c", "echo ran >&2"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 125, err
+    assert re.search(r"hotrestart\[(\d+)\]: fatal: the rendezvous name @hotrestart/\1/rendezvous is taken by another "
+                     r"process", err), err
+    assert "ran" not in err and len(launcher_lines(err)) == 1, err

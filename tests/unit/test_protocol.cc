@@ -1,5 +1,5 @@
-// Unit tests for shim/protocol.cc: the HOTRESTART environment encoding (config_encode / strict
-// config_decode) and the shim->launcher message check (msg_check).
+// Unit tests for shim/protocol.cc: the configuration encoding the rendezvous hands over (config_encode /
+// strict config_decode), the rendezvous' address, and the shim->launcher message check (msg_check).
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -438,6 +438,20 @@ void test_msg_addrlen(void **) {
 
 } // namespace
 
+// The launcher binds and the shim connects to the same abstract name, computed by both from the launcher's pid.
+void test_rendezvous_address(void **) {
+    sockaddr_un a;
+    socklen_t len = hr::rendezvous_address(4194304, &a);
+    const char want[] = "hotrestart/4194304/rendezvous";
+    assert_int_equal(a.sun_family, AF_UNIX);
+    assert_int_equal(a.sun_path[0], '\0'); // abstract: no file anyone could replace
+    assert_int_equal(len, offsetof(sockaddr_un, sun_path) + 1 + sizeof want - 1);
+    assert_memory_equal(a.sun_path + 1, want, sizeof want - 1);
+    len = hr::rendezvous_address(1, &a);
+    assert_int_equal(len, offsetof(sockaddr_un, sun_path) + 1 + strlen("hotrestart/1/rendezvous"));
+    assert_memory_equal(a.sun_path + 1, "hotrestart/1/rendezvous", strlen("hotrestart/1/rendezvous"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_documented_example),
@@ -464,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_msg_fd_counts),
         cmocka_unit_test(test_msg_claimed_index),
         cmocka_unit_test(test_msg_addrlen),
+        cmocka_unit_test(test_rendezvous_address),
     };
     return cmocka_run_group_tests_name("protocol", tests, NULL, NULL);
 }
