@@ -46,7 +46,7 @@ def assert_consistent(v, reloads):
 @pytest.mark.parametrize("model,host", [("epoll", "127.0.0.1"), ("threads", "::1")])
 def test_verify_passes_a_server_that_loses_nothing(model, host):
     port = free_port()
-    rc, v, err = verify_json("--reloads", 3, "--clients", 4, "--rollback-window", "0.1", "--",
+    rc, v, err = verify_json("--reloads", 3, "--clients", 4, "--rollback-window", "0", "--",
                              TESTSERVER, "--model", model, "--host", host, "--port", port)
     assert rc == 0, (v, err)
     assert_consistent(v, 3)
