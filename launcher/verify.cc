@@ -397,12 +397,26 @@ pid_t pgrp_of(pid_t pid) {
 // ---------------------------------------------------------------------------------------------------------
 // Load: client threads, each with its own results (merged when they have stopped).
 
+constexpr int kMaxTargets = 64;
+
 class Load {
 public:
     Load(const std::vector<Target> &targets, const ProbeSpec &probe, int clients)
-        : targets_(targets), probe_(probe), results_(size_t(clients)) {
+        : probe_(probe), results_(size_t(clients)) {
+        for (const auto &t : targets) add_target(t);
         for (int i = 0; i < clients; ++i) threads_.emplace_back([this, i] { run(i); });
     }
+    // Adds an address the clients take turns with (the main thread only; at most kMaxTargets): written
+    // before it is counted, never moved.
+    void add_target(const Target &t) {
+        int n = ntargets_.load();
+        for (int i = 0; i < n; ++i)
+            if (targets_[i].name == t.name) return;
+        if (n == kMaxTargets) return;
+        targets_[n] = t;
+        ntargets_.store(n + 1);
+    }
+    std::vector<Target> targets() const { return std::vector<Target>(targets_, targets_ + ntargets_.load()); }
     ~Load() { stop(); }
     void stop() {
         stop_.store(true);
@@ -428,9 +442,9 @@ private:
         std::map<pid_t, pid_t> pgrps;
         for (uint64_t n = uint64_t(i); !stop_.load(); ++n) {
             Result r;
-            r.target = int(n % targets_.size());
+            r.target = int(n % uint64_t(ntargets_.load()));
             r.t0 = mono_us();
-            one_request(targets_[size_t(r.target)], probe_, &r);
+            one_request(targets_[r.target], probe_, &r);
             r.t1 = mono_us();
             if (r.pid > 0) {
                 auto it = pgrps.find(r.pid);
@@ -446,7 +460,8 @@ private:
             cv_.notify_all();
         }
     }
-    std::vector<Target> targets_;
+    Target targets_[kMaxTargets];
+    std::atomic<int> ntargets_{0};
     ProbeSpec probe_;
     std::vector<std::vector<Result>> results_;
     std::vector<std::thread> threads_;
@@ -556,6 +571,20 @@ void show_log(const std::string &path, int lines) {
     for (size_t i = from; i < all.size(); ++i) fprintf(stderr, "  %s", all[i].c_str());
 }
 
+// The stream sockets a status names (`listeners`), as targets.
+std::vector<Target> stream_listeners(const JValue &status) {
+    std::vector<Target> out;
+    const JValue *ls = status.get("listeners");
+    for (const auto &l : ls ? ls->arr : std::vector<JValue>()) {
+        if (l.type != JValue::STR || l.str.compare(0, 4, "udp:") == 0 || l.str.compare(0, 11, "unix-dgram:") == 0)
+            continue;
+        Target t;
+        std::string why;
+        if (parse_target(l.str, &t, &why)) out.push_back(t);
+    }
+    return out;
+}
+
 int verify_main(int argc, char **argv) {
     int reloads = 5, clients = 8;
     bool json = false;
@@ -619,6 +648,7 @@ int verify_main(int argc, char **argv) {
     }
     if (program.empty()) return fail_usage("no PROGRAM: put it after --");
     std::vector<Target> targets;
+    const bool own_targets = !connects.empty();
     for (const auto &c : connects) {
         Target t;
         std::string why;
@@ -735,14 +765,7 @@ int verify_main(int argc, char **argv) {
         const JValue *sv = st.get("serving");
         gen_pid[int(sv->number("generation"))] = pid_t(sv->number("pid"));
         if (targets.empty()) {
-            const JValue *ls = st.get("listeners");
-            for (const auto &l : ls ? ls->arr : std::vector<JValue>()) {
-                if (l.type != JValue::STR || l.str.compare(0, 4, "udp:") == 0 || l.str.compare(0, 11, "unix-dgram:") == 0)
-                    continue;
-                Target t;
-                std::string why;
-                if (parse_target(l.str, &t, &why)) targets.push_back(t);
-            }
+            targets = stream_listeners(st);
             if (targets.empty()) {
                 fprintf(stderr, "hotrestart verify: %s serves no stream socket the launcher holds; give --connect ADDR\n",
                         program[0].c_str());
@@ -823,6 +846,10 @@ int verify_main(int argc, char **argv) {
                     r.json = to_json(*last);
                     r.text = last->string("text");
                 }
+                // The first generation is ready once it listens on one socket; a new one, once it took over
+                // all of them: from now on every socket the program listens on is known.
+                if (!own_targets)
+                    for (const auto &t : stream_listeners(st)) load.add_target(t);
             }
         } else {
             all_reloads_ok = false;
@@ -835,6 +862,7 @@ int verify_main(int argc, char **argv) {
         if (status != 0 && status != 1) break;
     }
     load.stop();
+    targets = load.targets();
     finished.store(true);
     pcv.notify_all();
     if (progress.joinable()) progress.join();

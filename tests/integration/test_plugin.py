@@ -13,9 +13,10 @@ from hotrestart import ReloadFailed, assert_no_failures, http_get, load, reply_p
 
 def test_failures_are_attributed_to_their_reload(hotrestart_launch, hotrestart_port):
     """Slow requests in flight when the old generation gets its stop signal, from a server that resets its
-    connections then: assert_no_failures names each failed request and the reload it happened in."""
+    connections then (more clients than server threads: every thread is busy when the reload comes):
+    assert_no_failures names each failed request and the reload it happened in."""
     port = hotrestart_port
-    srv = hotrestart_launch([TESTSERVER, "--model", "threads", "--port", str(port), "--reset-on-stop"],
+    srv = hotrestart_launch([TESTSERVER, "--model", "threads", "--workers", "2", "--port", str(port), "--reset-on-stop"],
                             rollback_window=0, drain_timeout=0.05)
     with load(lambda: reply_pid(http_get(port, "/slow?ms=300")), clients=4) as ld:
         ld.wait(4)
