@@ -155,3 +155,21 @@ def test_verify_program_that_never_serves():
     assert rc == 125 and out == "", (rc, out, err)
     assert err.startswith("hotrestart verify: the launcher exited with status 3 before /bin/sh served\n"), err
     assert "broken config" in err, err
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_verify_unix_socket(abstract, tmp_path):
+    """--connect defaults to a unix socket too (a path or an abstract name); the server writes its pid and
+    closes, which the tcp probe reads up to the orderly close."""
+    path = "@hotrestart-verify-%d" % os.getpid() if abstract else str(tmp_path / "s.sock")
+    rc, v, err = verify_json("--reloads", 1, "--clients", 2, "--probe", "tcp", "--rollback-window", "0", "--",
+                             PYTHON, os.path.join(SERVERS, "unixserver.py"), "--path", path)
+    assert rc == 0, (v, err)
+    assert_consistent(v, 1)
+    assert v["connect"] == ["unix:" + path]
+    assert sorted(v["generations"]) == ["1", "2"], v
+
+
+def test_verify_help():
+    rc, out, err = verify("--help")
+    assert rc == 0 and err == "" and out.startswith("usage: hotrestart verify [--reloads N]"), (rc, out, err)
