@@ -6,7 +6,8 @@
 #                   the shim with UBSan (trap mode: no runtime loaded into programs)
 #   make fuzz       libFuzzer targets (clang) for the shim<->launcher protocol and socket addresses, briefly each
 #   make bench      benchmarks (ratios, never asserted)
-#   make install    PREFIX=/usr/local (LIBDIR=$(PREFIX)/lib/hotrestart); changing either rebuilds what embeds it
+#   make install    PREFIX=/usr/local (LIBDIR=$(PREFIX)/lib/hotrestart); changing either rebuilds what embeds it;
+#                   the pytest plugin goes to PYTHONDIR=$(PREFIX)/lib/python3/dist-packages
 #
 # CPPFLAGS, CXXFLAGS, CFLAGS and LDFLAGS (command line or environment) are added to what the build needs
 # (C++17, warnings, no exceptions or RTTI, the shim's -fPIC...), after it: they never replace it. Objects are
@@ -14,6 +15,10 @@
 
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib/hotrestart
+# The Python package (pytest plugin): where Debian's python3 finds it with PREFIX=/usr. For /usr/local,
+# Debian's python3 looks in /usr/local/lib/python3.X/dist-packages instead: set PYTHONDIR (or PYTHONPATH).
+PYTHONDIR ?= $(PREFIX)/lib/python3/dist-packages
+PYTHON_SRC := python/hotrestart/__init__.py python/hotrestart/pytest_plugin.py
 BUILD     ?= build
 CXX       ?= g++
 CC        ?= gcc
@@ -36,6 +41,7 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
+                launcher/verify.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -46,7 +52,7 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
+.PHONY: all demo check unit integration pytest-examples sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
 
 # Everything built depends on the flags it was built with: this file changes only when they do.
@@ -115,6 +121,10 @@ unit: all $(UNIT_TESTS) $(PRELOAD_TESTS) $(TEST_PROGS)
 integration: all $(TEST_PROGS)
 	$(PYTEST) -q tests/integration
 
+# The example suite users copy (examples/pytest), with the plugin from this tree and the launcher just built.
+pytest-examples: all
+	HOTRESTART_LAUNCHER=$(abspath $(BUILD))/hotrestart PYTHONPATH=$(abspath python) $(PYTEST) -q -p no:cacheprovider examples/pytest
+
 # The same tests against instrumented binaries in their own build directory (the harness takes them from
 # $HOTRESTART_BUILD). The shim's UBSan is in trap mode: libubsan would load libstdc++ into every program, so
 # undefined behaviour there kills the program (SIGILL) instead of printing a report; the tests see it die.
@@ -159,7 +169,7 @@ deps-build:
 deps-fuzz:
 	@sh tests/deps.sh fuzz
 
-check: deps all unit integration
+check: deps all unit integration pytest-examples
 
 demo: deps-build
 	@$(MAKE) --no-print-directory all
@@ -173,6 +183,8 @@ install: all
 	install -m 755 $(BUILD)/hotrestart $(DESTDIR)$(PREFIX)/bin/hotrestart
 	install -m 644 $(BUILD)/libhotrestart.so $(DESTDIR)$(LIBDIR)/libhotrestart.so
 	install -m 644 man/hotrestart.1 $(DESTDIR)$(PREFIX)/share/man/man1/hotrestart.1
+	install -d $(DESTDIR)$(PYTHONDIR)/hotrestart
+	install -m 644 $(PYTHON_SRC) $(DESTDIR)$(PYTHONDIR)/hotrestart/
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)

@@ -24,6 +24,10 @@
  * "killafter=MS" makes it SIGKILL itself instead (a crash). --start-delay MS sleeps before binding (a slow
  * start-up).
  *
+ * --reset-on-stop makes the stop signal (SIGTERM, SIGINT) reset every TCP connection the process holds
+ * (SO_LINGER 0, then close: the client gets a RST instead of its reply) before it exits: a server that
+ * loses connections when it is stopped during a drain, for testing tools that must catch that.
+ *
  * Build:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -pthread \
  *       -o build/testserver examples/testserver.c
@@ -68,6 +72,7 @@ static int g_ignoreterm;   /* SIGTERM (and SIGINT) ignored */
 static long g_exit_after_ms;             /* exitafter=MS and killafter=MS modes */
 static int g_exit_by_kill;               /* killafter: SIGKILL itself instead of exit(1) */
 static volatile sig_atomic_t g_exit_now; /* set by SIGALRM in exitafter mode */
+static int g_reset_on_stop;              /* --reset-on-stop */
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
@@ -111,6 +116,27 @@ static void on_term_exit(int sig)
     _exit(0);
 }
 
+/* --reset-on-stop: every connected TCP socket is closed with SO_LINGER 0 (a RST), then _exit(0).
+ * Only system calls: async-signal-safe. */
+static void on_term_reset(int sig)
+{
+    (void)sig;
+    for (int fd = 3; fd < 4096; fd++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+            (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+            continue;
+        sl = sizeof ss;
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+            continue;                       /* a listener */
+        struct linger lg = { 1, 0 };
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+    }
+    _exit(0);
+}
+
 static void set_handler(int sig, void (*fn)(int))
 {
     struct sigaction sa;
@@ -129,8 +155,8 @@ static void install_exit_handlers(void)
         set_handler(SIGTERM, SIG_IGN);
         set_handler(SIGINT, SIG_IGN);
     } else {
-        set_handler(SIGTERM, on_term_exit);
-        set_handler(SIGINT, on_term_exit);
+        set_handler(SIGTERM, g_reset_on_stop ? on_term_reset : on_term_exit);
+        set_handler(SIGINT, g_reset_on_stop ? on_term_reset : on_term_exit);
     }
 }
 
@@ -448,7 +474,7 @@ static void run_prefork(int lfd, int workers)
                 set_handler(SIGTERM, SIG_IGN);
                 set_handler(SIGINT, SIG_IGN);
             } else {
-                set_handler(SIGTERM, SIG_DFL);
+                set_handler(SIGTERM, g_reset_on_stop ? on_term_reset : SIG_DFL);
                 set_handler(SIGINT, SIG_IGN);  /* the master coordinates */
             }
             set_handler(SIGCHLD, SIG_DFL);
@@ -759,7 +785,7 @@ static void usage(FILE *f)
         "usage: testserver --port P [--host ADDR] [--backlog N]\n"
         "                  [--model iterative|threads|prefork|epoll|accept4]\n"
         "                  [--workers N] [--tag STR] [--mode-file PATH]\n"
-        "                  [--notify-after MS] [--start-delay MS]\n");
+        "                  [--notify-after MS] [--start-delay MS] [--reset-on-stop]\n");
 }
 
 static enum mode read_mode_file(const char *path)
@@ -916,6 +942,10 @@ int main(int argc, char **argv)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--reset-on-stop") == 0) {
+            g_reset_on_stop = 1;
+            continue;
         }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "testserver: unexpected argument '%s'\n", a);

@@ -1,11 +1,13 @@
 // hotrestart [OPTIONS] -- PROGRAM [ARGS...]
 // hotrestart reload|status|stop [--control PATH] ...
+// hotrestart verify [OPTIONS] [LAUNCHER OPTIONS] -- PROGRAM [ARGS...]
 #include "client.h"
 #include "log.h"
 #include "options.h"
 #include "shimfile.h"
 #include "spawn.h"
 #include "supervisor.h"
+#include "verify.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 int main(int argc, char **argv) {
     int status = 0;
     if (hr::run_client(argc, argv, &status)) return status;
+    if (hr::run_verify(argc, argv, &status)) return status;
     hr::Options opts;
     std::string msg;
     switch (hr::parse_options(argc, argv, &opts, &msg)) {

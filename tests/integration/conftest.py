@@ -1,8 +1,27 @@
-"""pytest fixtures over harness.py: every launcher and load a test starts is cleaned up after it."""
+"""pytest fixtures over harness.py: every launcher and load a test starts is cleaned up after it.
+
+Tests also use the project's pytest plugin (python/hotrestart, what users get): its fixtures are imported
+here, and run the build under test."""
+import os
+import sys
+
 import pytest
 
 from harness import *  # noqa: F401,F403 (tests import helpers from conftest)
-from harness import Launcher, Load
+from harness import LAUNCHER, ROOT, SANITIZER_REPORT, Launcher, Load
+
+sys.path.insert(0, os.path.join(ROOT, "python"))
+os.environ["HOTRESTART_LAUNCHER"] = LAUNCHER
+from hotrestart.pytest_plugin import hotrestart_launch, hotrestart_port  # noqa: E402,F401 (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _plugin_sanitizer_reports(request):
+    """Under `make sanitize`: a report from a launcher the plugin started fails the test too."""
+    yield
+    servers = getattr(request.node, "hotrestart_servers", [])
+    reports = [(s.pid, [l for l in s.log.splitlines() if SANITIZER_REPORT.search(l)]) for s in servers]
+    assert not any(r for _, r in reports), "sanitizer reports: %r" % reports
 
 
 @pytest.fixture

@@ -56,3 +56,30 @@ def test_install_with_another_prefix_after_make(tmp_path):
     make("BUILD=%s" % build, str(build / "hotrestart"))
     rc, out, _ = run([str(build / "hotrestart"), "--help"])
     assert rc == 0 and "then in /usr/local/lib/hotrestart)" in out, out
+
+
+def test_install_puts_the_pytest_plugin_where_python3_finds_it(tmp_path):
+    """The plugin goes to $(PREFIX)/lib/python3/dist-packages (Debian's python3 path with PREFIX=/usr);
+    the example suite then runs against what was installed, the launcher found on $PATH."""
+    dry = make("-n", "install", "PREFIX=/usr", "DESTDIR=/nowhere")
+    assert "/nowhere/usr/lib/python3/dist-packages/hotrestart/" in dry, dry
+    assert "/usr/lib/python3/dist-packages" in subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(sys.path)"], stdout=subprocess.PIPE).stdout.decode()
+
+    build = tmp_path / "build"
+    shutil.copytree(BUILD, str(build), symlinks=True)
+    root = tmp_path / "root"
+    pydir = root / "usr" / "lib" / "python3" / "dist-packages"
+    make("install", "BUILD=%s" % build, "DESTDIR=%s" % root, "PYTHONDIR=/usr/lib/python3/dist-packages")
+    assert sorted(os.listdir(str(pydir / "hotrestart"))) == ["__init__.py", "pytest_plugin.py"]
+    suite = tmp_path / "suite"
+    shutil.copytree(os.path.join(ROOT, "examples", "pytest"), str(suite))
+    shutil.copy2(os.path.join(ROOT, "examples", "pyserver.py"), str(tmp_path))  # its SERVER, at ../pyserver.py
+    env = dict(os.environ, PYTHONPATH=str(pydir),
+               PATH="%s:%s" % (root / "usr" / "local" / "bin", os.environ.get("PATH", "/usr/bin:/bin")))
+    env.pop("HOTRESTART_LAUNCHER", None)
+    p = subprocess.run(["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
+                       cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0 and "2 passed" in out, out
