@@ -26,6 +26,8 @@ const char kHelp[] =
     "       hotrestart reload [--control PATH] [--json] [--timeout SEC]\n"
     "       hotrestart status [--control PATH] [--json]\n"
     "       hotrestart stop   [--control PATH] [--timeout SEC]\n"
+    "       hotrestart verify [--reloads N] [--clients C] [--probe KIND] [--connect ADDR]... [--json]\n"
+    "                         [OPTIONS] -- PROGRAM [ARGS...]   (reloads PROGRAM under load: anything lost?)\n"
     "\n"
     "Runs PROGRAM with the hotrestart shim preloaded. SIGHUP (or `hotrestart reload`) starts a new\n"
     "generation that takes over the listening sockets, waits until it is ready, drains and stops the old\n"

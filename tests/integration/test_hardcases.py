@@ -588,6 +588,10 @@ def test_ipv6_listeners(case, launch, load):
         args += ["--listen", s.format(p=port)]
     hr = launch(py("multiserver.py", *args))
     hr.wait_ready(1)
+    # The first generation is ready once it listens on one socket (nothing says how many it will open):
+    # load each address only once the launcher has seen every listener.
+    for i in range(len(specs)):
+        hr.wait_for(r"gen 1 listening on ", since=0 if i == 0 else None)
     loads = [load(port, host=h, threads=2) for h in hosts]
     for ld in loads:
         ld.wait_requests(10)
