@@ -571,8 +571,8 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
         }
         // Who sent it is what the kernel says (SCM_CREDENTIALS), never Msg::pid.
         if (const char *bad = ctl_check(rec, g.pid)) {
+            rec.close_fds(); // before the line that says so: whoever reads it may rely on it
             g.warn.warn(g.n, "rejected a message from pid %d: %s", int(rec.sender), bad);
-            rec.close_fds();
             continue;
         }
         const Msg &m = rec.m;
