@@ -8,14 +8,15 @@
  * Listens on 127.0.0.1:P and, with --listeners K (K >= 1, default 1), on K-1 more sockets with the same port
  * on 127.0.1.1, 127.0.1.2, ... (127.0.X.Y, X from 1, Y in 1..250): many fixed addresses that a next generation
  * binds again, with no port to search for. Forks N workers (default 4). Once every worker accepts it logs
- * "forkhold: pid=<pid> <N> workers accepting on <K> sockets". Every worker is woken for each new connection
- * (all but one find nothing to accept); --exclusive registers the listeners with EPOLLEXCLUSIVE instead (one
- * worker woken per connection, as nginx does).
+ * "forkhold: pid=<pid> <N> workers accepting on <K> sockets at <CLOCK_REALTIME seconds>". Every worker is
+ * woken for each new connection (all but one find nothing to accept); --exclusive registers the listeners
+ * with EPOLLEXCLUSIVE instead (one worker woken per connection, as nginx does).
  *
  * Each connection: a line "HOLD\n" is answered with "pid=<worker pid>\n" and the connection is kept until the
- * client closes it (then the worker closes it; when a worker closes the last one it held, it logs
- * "forkhold: pid=<pid> holds no connection at <CLOCK_REALTIME seconds>"); anything else is taken as an HTTP request, answered
- * (HTTP/1.0 200, body "pid=<worker pid>\n") and closed. SIGTERM: every process exits (default action).
+ * client closes it (then the worker closes it; just before it closes the last one it held, it logs
+ * "forkhold: pid=<pid> closes its last connection at <CLOCK_REALTIME seconds>"); anything else is taken as
+ * an HTTP request, answered (HTTP/1.0 200, body "pid=<worker pid>\n") and closed. SIGTERM: every process
+ * exits (default action).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,19 +42,21 @@ static unsigned exclusive;
 static unsigned char holding[MAX_FD]; /* fd -> 1 while it is a held connection */
 static int held;
 
+/* The line comes first: once the last connection of a draining generation is closed, the launcher may stop
+ * this process at any moment. */
 static void closed(int ep, int fd)
 {
-    epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-    close(fd);
     if (fd < MAX_FD && holding[fd]) {
         holding[fd] = 0;
         if (--held == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            fprintf(stderr, "forkhold: pid=%ld holds no connection at %ld.%06ld\n", (long)getpid(), (long)ts.tv_sec,
-                    ts.tv_nsec / 1000);
+            fprintf(stderr, "forkhold: pid=%ld closes its last connection at %ld.%06ld\n", (long)getpid(),
+                    (long)ts.tv_sec, ts.tv_nsec / 1000);
         }
     }
+    epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
 }
 
 static void die(const char *what)
@@ -218,7 +221,10 @@ int main(int argc, char **argv)
         got += (int)n;
     }
     close(ready[0]);
-    fprintf(stderr, "forkhold: pid=%ld %d workers accepting on %d sockets\n", (long)getpid(), workers, nlisteners);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    fprintf(stderr, "forkhold: pid=%ld %d workers accepting on %d sockets at %ld.%06ld\n", (long)getpid(), workers,
+            nlisteners, (long)ts.tv_sec, ts.tv_nsec / 1000);
     /* The master only reaps: a worker that dies is not replaced. */
     for (;;) {
         int status;
