@@ -12,7 +12,6 @@
 """
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -130,26 +129,16 @@ def handover(reloads=20):
     (SIGTERM -> exited). The program is forkhold (a master and one worker), which logs when it accepts and
     when its worker closed its last connection (a timestamp taken by the server, right after its close())."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from scale import forkhold  # noqa: E402 (compiles it into build/)
+    from scale import forkhold, start_plain, stop_plain  # noqa: E402 (forkhold() compiles it into build/)
 
     port = free_port()
     argv = [forkhold(), "--port", str(port), "--workers", "1"]
     starts, stops = [], []
     for _ in range(5):
         t0 = time.time()
-        p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-        starts.append((float(p.stderr.readline().split()[-1]) - t0) * 1000)  # "... accepting ... at T"
-        # Its stop: SIGTERM to its process group until no process of it is left (the worker too).
-        with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
-            workers = [os.pidfd_open(int(w)) for w in f.read().split()]
-        t0 = time.monotonic()
-        os.killpg(p.pid, signal.SIGTERM) if os.getpgid(p.pid) == p.pid else p.terminate()
-        p.wait(10)
-        for fd in workers:
-            select.select([fd], [], [], 10)
-            os.close(fd)
-        stops.append((time.monotonic() - t0) * 1000)
-        p.stderr.close()
+        p, line = start_plain(argv)
+        starts.append((float(line.split()[-1]) - t0) * 1000)  # "... accepting ... at T"
+        stops.append(stop_plain(p))  # SIGTERM -> every process of it exited
     # No rollback window: this measures the hand-over itself.
     hr = Launcher(argv, options=["--rollback-window", "0"])
     ready, launcher_ready, gone = [], [], []

@@ -11,8 +11,9 @@
    launcher memory.
 3. processes: a generation of P processes (a master and P-1 workers, one connection held per process),
    reloaded and drained the same way: handover time, launcher CPU during the drain and the teardown.
-4. nginx: R reloads under wrk (Connection: close, a new connection per request): launcher descriptors and
-   memory and the reload's "ready in" at reload 1, 10 and 100, and failed requests over the whole run.
+4. nginx: R reloads under wrk (Connection: close, a new connection per request): launcher descriptors (one
+   is the control socket `status` is asked through) and memory and the reload's "ready in" at reload 1, 10
+   and 100, and failed requests over the whole run.
 
 Launcher CPU is utime+stime from /proc/PID/stat (in clock ticks). Sizes (defaults are the issue's: a few
 minutes on a many-core machine; BENCH_SCALE=small for about a minute on 2 cores):
@@ -20,9 +21,11 @@ minutes on a many-core machine; BENCH_SCALE=small for about a minute on 2 cores)
     BENCH_HOLD_SECONDS (2): how long the CPU of a drain with connections open is sampled
     BENCH_PARTS: a comma-separated subset of listeners,connections,processes,nginx (default: all)
 """
+import json
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -58,6 +61,28 @@ def forkhold():
     return dst
 
 
+def start_plain(argv):
+    """The program on its own, in its own process group; returns (Popen, its "accepting ... at T" line)."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return p, p.stderr.readline()
+
+
+def stop_plain(p):
+    """SIGTERM to its process group, and wait until none of its processes is left (the workers too, so the
+    next start finds its ports free). Returns how long that took, in ms."""
+    with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+        workers = [os.pidfd_open(int(w)) for w in f.read().split()]
+    t0 = time.monotonic()
+    os.killpg(p.pid, signal.SIGTERM)
+    p.wait(10)
+    for fd in workers:
+        select.select([fd], [], [], 10)  # a pidfd is readable once its process has exited
+        os.close(fd)
+    took = (time.monotonic() - t0) * 1000
+    p.stderr.close()
+    return took
+
+
 def cpu_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -81,6 +106,19 @@ def memory_kb(pid):
 
 def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def fd_kinds(pid):
+    """What the descriptors are, as "socket 3, pipe 2, ...": a growing count says what leaks."""
+    kinds = {}
+    for f in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, f))
+        except OSError:
+            continue
+        kind = re.sub(r":\[?\d+\]?$|:.*\(deleted\)$", "", target)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join("%s %d" % (k, n) for k, n in sorted(kinds.items()))
 
 
 def raise_fd_limit(need):
@@ -158,25 +196,22 @@ def part_listeners(server):
     starts, plain_rss = [], 0
     for _ in range(5):
         t0 = time.time()
-        p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-        line = p.stderr.readline()  # "forkhold: ... workers accepting ... at T": every socket listens, watched
+        p, line = start_plain(argv)  # "forkhold: ... workers accepting ... at T": every socket listens, watched
         starts.append((float(line.split()[-1]) - t0) * 1000)
         plain_rss = memory_kb(p.pid)[0]
-        p.terminate()
-        p.wait(10)
-        p.stderr.close()
+        stop_plain(p)
     hr = Launcher(argv, OPTIONS)
     try:
         hr.wait_ready(1, timeout=60)
         forkhold_up(hr, 1, 0)
-        ready, failed = [], 0
+        ready, launcher_ready, failed = [], [], 0
         for i in range(5):
             since = hr.mark()
-            t0 = time.monotonic()
+            t0 = time.time()
             hr.signal(signal.SIGHUP)
             _, gen, ready_ms = reload_line(hr, since)
-            forkhold_up(hr, 1, since)
-            ready.append(ready_ms)
+            ready.append((forkhold_up(hr, 1, since) - t0) * 1000)
+            launcher_ready.append(ready_ms)
             hr.wait_for(r"gen %d gone$" % (gen - 1), since=since, timeout=60)
             for j in range(k):  # every socket answers, from the new generation
                 host = "127.0.0.1" if j == 0 else "127.0.%d.%d" % (1 + (j - 1) // 250, 1 + (j - 1) % 250)
@@ -189,8 +224,10 @@ def part_listeners(server):
         gen_rss = memory_kb(hr.gen_pids[gen])[0]
         print("  program start-up on its own (%d sockets listening and watched): %.1f ms median"
               % (k, statistics.median(starts)))
-        print("  SIGHUP -> new generation ready (launcher's \"ready in\"): %.0f ms median of 5, %d max; ratio to "
-              "start-up %.2f" % (statistics.median(ready), max(ready), statistics.median(ready) / statistics.median(starts)))
+        print("  SIGHUP -> new generation accepting on every socket: %.1f ms median of 5, %.1f max (launcher's \"ready "
+              "in\": %d ms median); ratio to start-up %.2f" % (statistics.median(ready), max(ready),
+                                                           statistics.median(launcher_ready),
+                                                           statistics.median(ready) / statistics.median(starts)))
         print("  requests to each socket after each reload: %d, %d failed" % (5 * k, failed))
         print("  launcher: %d descriptors, RSS %d kB (peak %d kB)" % (fds(hr.pid), rss, hwm))
         print("  generation's main process: RSS %d kB; started plainly: %d kB (shim: %+d kB)"
@@ -282,7 +319,8 @@ def part_nginx():
     port = dual_stack_port()
     d, argv = nginx_wrk.render(work, port)
     print("nginx: %d reloads under wrk -t2 -c32 -H \"Connection: close\"" % NGINX_RELOADS)
-    hr = Launcher(argv, ["--stop-signal", "QUIT"] + OPTIONS, cwd=d)
+    control = os.path.join(work, "control.sock")
+    hr = Launcher(argv, ["--stop-signal", "QUIT", "--control", control] + OPTIONS, cwd=d)
     wrk = None
     try:
         hr.wait_ready(1)
@@ -318,12 +356,16 @@ def part_nginx():
                 ready.append(ready_ms)
                 if done in (1, 10, 100) or done == NGINX_RELOADS:
                     rss, hwm = memory_kb(hr.pid)
-                    samples.append((done, fds(hr.pid), rss, hwm, ready_ms))
+                    status = json.loads(subprocess.run([os.path.join(BUILD, "hotrestart"), "status", "--json", "--control",
+                                                        control], capture_output=True, text=True).stdout)
+                    others = ", ".join("gen %d %s" % (g["generation"], g["state"]) for g in status["generations"])
+                    samples.append((done, fds(hr.pid), rss, hwm, ready_ms, fd_kinds(hr.pid) + (
+                        "; besides the serving one: " + others if others else "")))
             finish(wrk)
             wrk = None
-        for n, f, rss, hwm, ms in samples:
-            print("  after reload %3d: launcher %d descriptors, RSS %d kB (peak %d kB); that reload ready in %d ms"
-                  % (n, f, rss, hwm, ms))
+        for n, f, rss, hwm, ms, kinds in samples:
+            print("  after reload %3d: launcher %d descriptors (%s), RSS %d kB (peak %d kB); that reload ready in %d ms"
+                  % (n, f, kinds, rss, hwm, ms))
         print("  ready in: %.0f ms median, %d ms max over %d reloads" % (statistics.median(ready), max(ready), len(ready)))
         print("  requests: %d in %d wrk runs, failed %d (socket errors %d, non-2xx %d)"
               % (totals["requests"], totals["segments"], totals["errors"] + totals["non2xx"], totals["errors"],
