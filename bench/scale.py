@@ -177,11 +177,9 @@ def drain_and_measure(hr, socks, by_pid, old, label):
     c2 = cpu_ticks(hr.pid)
     print("  launcher CPU while gen %d drains with %s open: %.1f%% of a core (%.0f ms in %.1f s)"
           % (old, label, 100.0 * cpu_ms(c1 - c0) / ((t1 - t0) * 1000), cpu_ms(c1 - c0), t1 - t0))
-    print("  client's last close -> server's last close: %.0f ms; -> drain detected (stop signal): %.0f ms; "
-          "-> gen %d gone: %.0f ms" % ((last - t_close) * 1000, (line_time(stop) - t_close) * 1000, old,
-                                        (line_time(gone) - t_close) * 1000))
-    print("  server's last close -> drain detected: %.0f ms (the log's resolution is 1 ms)"
-          % ((line_time(stop) - last) * 1000))
+    print("  server's last close (%.0f ms after the client's) -> drain detected (stop signal): %.0f ms; -> gen %d gone: "
+          "%.0f ms (the log's resolution is 1 ms)" % ((last - t_close) * 1000, (line_time(stop) - last) * 1000, old,
+                                                      (line_time(gone) - last) * 1000))
     print("  launcher CPU from the last close to gone: %.0f ms" % cpu_ms(c2 - c1))
 
 
