@@ -117,11 +117,6 @@ def microbench(rounds=5):
         print("  %-9s %7.0f   added by the shim %+.0f" % (k, counts[k], counts[k] - counts["plain"]))
 
 
-def stamp(line):
-    m = re.match(r"\d+-\d+-\d+T(\d+):(\d+):([\d.]+)Z", line)
-    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-
-
 def handover(reloads=20):
     """Each reload with one connection held by the old generation and closed once the new one is ready:
     SIGHUP -> new generation accepting, against the program's own start-up (start -> accepting); the old
