@@ -5,8 +5,10 @@
    per request: HTTP/1.0 with Connection: close), started (a) plainly, (b) with the shim preloaded but no
    launcher (pass-through), (c) under the launcher (shim active: every accept and close is tracked).
    Rounds are interleaved so drift on the machine hits every variant alike; medians are compared.
-2. Handover cost: SIGHUP -> new generation ready -> old generation gone, from the launcher's own log
-   timestamps, next to how long the same program takes to start and listen on its own.
+2. Handover against the program itself, as ratios: SIGHUP -> new generation accepting, against how long the
+   same program takes to start and accept on its own; the old generation's last connection closed -> the
+   generation gone (the launcher's log), against how long the program takes to stop on its own (SIGTERM ->
+   exited).
 """
 import os
 import re
@@ -19,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from harness import SHIM, TESTSERVER, Launcher, free_port, http_get  # noqa: E402
+from harness import SHIM, TESTSERVER, Launcher, free_port, http_get, line_time  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -115,43 +117,59 @@ def microbench(rounds=5):
         print("  %-9s %7.0f   added by the shim %+.0f" % (k, counts[k], counts[k] - counts["plain"]))
 
 
-def stamp(line):
-    m = re.match(r"\d+-\d+-\d+T(\d+):(\d+):([\d.]+)Z", line)
-    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-
-
 def handover(reloads=20):
+    """Each reload with one connection held by the old generation and closed once the new one is ready:
+    SIGHUP -> new generation accepting, against the program's own start-up (start -> accepting); the old
+    generation's last connection closed by the server -> the generation gone, against the program's own stop
+    (SIGTERM -> exited). The program is forkhold (a master and one worker), which logs when it accepts and
+    when its worker closed its last connection (a timestamp taken by the server, right after its close())."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from scale import forkhold, start_plain, stop_plain  # noqa: E402 (forkhold() compiles it into build/)
+
     port = free_port()
-    starts = []
+    argv = [forkhold(), "--port", str(port), "--workers", "1"]
+    starts, stops = [], []
     for _ in range(5):
-        t0 = time.monotonic()
-        p = subprocess.Popen([TESTSERVER, "--model", "threads", "--port", str(port)], stderr=subprocess.DEVNULL)
-        wait_listening(port)
-        starts.append((time.monotonic() - t0) * 1000)
-        p.terminate()
-        p.wait(10)
+        t0 = time.time()
+        p, line = start_plain(argv)
+        starts.append((float(line.split()[-1]) - t0) * 1000)  # "... accepting ... at T"
+        stops.append(stop_plain(p))  # SIGTERM -> every process of it exited
     # No rollback window: this measures the hand-over itself.
-    hr = Launcher([TESTSERVER, "--model", "threads", "--port", str(port)], options=["--rollback-window", "0"])
-    ready, total = [], []
+    hr = Launcher(argv, options=["--rollback-window", "0"])
+    ready, launcher_ready, gone = [], [], []
     try:
         hr.wait_ready(1)
+        hr.wait_for(r"forkhold: pid=\d+ 1 workers accepting", since=0)
         for _ in range(reloads):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+            conn.sendall(b"HOLD\n")
+            worker = int(conn.recv(64).split(b"=")[1])
             since = hr.mark()
+            t0 = time.time()
             hr.signal(signal.SIGHUP)
-            a = hr.wait_for(r"SIGHUP: reloading", since=since).string
-            b = hr.wait_for(r"gen \d+ ready in", since=since).string
+            b = hr.wait_for(r"gen (\d+) ready in (\d+) ms", since=since)
+            up = hr.wait_for(r"forkhold: pid=%d 1 workers accepting on \d+ sockets at ([\d.]+)"
+                             % hr.gen_pids[int(b.group(1))], since=since)
+            ready.append((float(up.group(1)) - t0) * 1000)
+            launcher_ready.append(int(b.group(2)))
+            conn.close()
+            closed = float(hr.wait_for(r"forkhold: pid=%d closes its last connection at ([\d.]+)" % worker,
+                                       since=since).group(1))
             c = hr.wait_for(r"gen \d+ gone", since=since).string
-            ready.append((stamp(b) - stamp(a)) * 1000)
-            total.append((stamp(c) - stamp(a)) * 1000)
+            gone.append((line_time(c) - closed) * 1000)
             http_get(port)
     finally:
         hr.stop()
         hr.cleanup()
-    print("handover (%d reloads of an idle threads server):" % reloads)
-    print("  program start-up on its own: %.1f ms median" % statistics.median(starts))
-    print("  SIGHUP -> new generation ready: %.1f ms median, %.1f ms max" % (statistics.median(ready), max(ready)))
-    print("  SIGHUP -> old generation gone:  %.1f ms median, %.1f ms max" % (statistics.median(total), max(total)))
-    print("  handover overhead over start-up: %.1f ms median" % (statistics.median(total) - statistics.median(starts)))
+    med = statistics.median
+    print("handover (%d reloads of a pre-fork server, a master and 1 worker, one connection held across each):"
+          % reloads)
+    print("  program start-up on its own (start -> accepting):  %.1f ms median" % med(starts))
+    print("  program stop on its own (SIGTERM -> every process exited): %.1f ms median" % med(stops))
+    print("  SIGHUP -> new generation accepting: %.1f ms median, %.1f ms max (launcher's \"ready in\": %d ms "
+          "median); ratio to start-up %.2f" % (med(ready), max(ready), med(launcher_ready), med(ready) / med(starts)))
+    print("  old generation's last connection closed -> generation gone: %.1f ms median, %.1f ms max; ratio to its "
+          "own stop %.2f (the log's resolution is 1 ms)" % (med(gone), max(gone), med(gone) / med(stops)))
 
 
 if __name__ == "__main__":

@@ -74,13 +74,16 @@ bool is_accepted_conn(int sock, const Registry &reg) {
 }
 
 // Calls fn(pid, sock) for each distinct socket that a process of group pgid holds, sock being our duplicate
-// (closed after the call). Returns false if some process could not be looked at.
+// (closed after the call), until fn returns true (enough seen). Returns false if some process could not be
+// looked at (and the scan was not stopped by fn).
 template <class Fn> bool each_group_socket(pid_t pgid, Fn fn) {
     DIR *proc = opendir("/proc");
     if (!proc) return false;
     std::set<std::pair<unsigned long, unsigned long>> seen; // (dev, inode) of sockets already classified
-    bool unknown = false;
-    while (dirent *d = readdir(proc)) {
+    bool unknown = false, stop = false;
+    while (!stop) {
+        dirent *d = readdir(proc);
+        if (!d) break;
         if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
         if (pgrp_of(d->d_name) != pgid) continue;
         pid_t pid = pid_t(atoi(d->d_name));
@@ -92,7 +95,9 @@ template <class Fn> bool each_group_socket(pid_t pgid, Fn fn) {
             continue;
         }
         int pidfd = int(syscall(SYS_pidfd_open, pid, 0));
-        while (dirent *e = readdir(fds)) {
+        while (!stop) {
+            dirent *e = readdir(fds);
+            if (!e) break;
             if (e->d_name[0] == '.') continue;
             char link[96], target[64];
             snprintf(link, sizeof link, "%s/%.20s", fddir, e->d_name);
@@ -107,21 +112,26 @@ template <class Fn> bool each_group_socket(pid_t pgid, Fn fn) {
                 if (errno != EBADF) unknown = true;
                 continue;
             }
-            fn(pid, sock);
+            stop = fn(pid, sock);
             close(sock);
         }
         if (pidfd >= 0) close(pidfd);
         closedir(fds);
     }
     closedir(proc);
-    return !unknown;
+    return stop || !unknown;
 }
 
 } // namespace
 
 int kernel_live_conns(pid_t pgid, const Registry &reg) {
+    // The first connection found answers the only question asked (is the generation idle?): a drain with
+    // many connections open costs one short scan per check, not one look at every socket.
     int count = 0;
-    bool complete = each_group_socket(pgid, [&](pid_t, int sock) { count += is_accepted_conn(sock, reg); });
+    bool complete = each_group_socket(pgid, [&](pid_t, int sock) {
+        count += is_accepted_conn(sock, reg);
+        return count > 0;
+    });
     return (!complete && count == 0) ? -1 : count;
 }
 
@@ -131,15 +141,15 @@ std::vector<std::string> kernel_foreign_listeners(pid_t pgid, const Registry &re
         int acc = 0;
         socklen_t l = sizeof acc;
         struct stat st;
-        if (getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc || fstat(sock, &st) < 0) return;
+        if (getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc || fstat(sock, &st) < 0) return false;
         for (const auto &lst : reg.all())
-            if (lst.dev == st.st_dev && lst.ino == st.st_ino) return;
+            if (lst.dev == st.st_dev && lst.ino == st.st_ino) return false;
         int type = 0, v6only = 0;
         l = sizeof type;
         getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &l);
         sockaddr_storage ss{};
         socklen_t sl = sizeof ss;
-        if (getsockname(sock, reinterpret_cast<sockaddr *>(&ss), &sl) < 0) return;
+        if (getsockname(sock, reinterpret_cast<sockaddr *>(&ss), &sl) < 0) return false;
         if (ss.ss_family == AF_INET6) {
             l = sizeof v6only;
             getsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l);
@@ -148,6 +158,7 @@ std::vector<std::string> kernel_foreign_listeners(pid_t pgid, const Registry &re
         char name[160] = "?";
         if (key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &k)) key_format(k, name, sizeof name);
         out.push_back(std::string(name) + " (pid " + std::to_string(pid) + ")");
+        return false;
     });
     return out;
 }

@@ -12,8 +12,9 @@
 
 namespace hr {
 
-// Number of such sockets (distinct inodes), or -1 if /proc could not tell (e.g. processes that switched to
-// another user while the launcher is not root).
+// 0 if there is no such socket, a positive number if there is (the scan stops at the first one found: it
+// answers "is the generation idle?", not "how many"), or -1 if /proc could not tell (e.g. processes that
+// switched to another user while the launcher is not root).
 // Looks at each socket through pidfd_getfd(2) (the launcher is root or the parent of the generation).
 int kernel_live_conns(pid_t pgid, const Registry &reg);
 

@@ -1,0 +1,111 @@
+"""Scale, bounded: what bench/scale.py measures at full size, checked for correctness at a size that takes
+seconds. A generation of 200 processes, and a generation with as many listening sockets as one may inherit,
+are reloaded under load and drained: no failed connection, connections held across the reload keep working,
+and the drain ends by itself when the last one closes (not by its timeout)."""
+import os
+import re
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from conftest import BUILD, free_port, http_get, reply_pid, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+@pytest.fixture(scope="module")
+def forkhold():
+    """Compiles servers/forkhold.c into build/ (atomically: other test runs may be using it)."""
+    dst = os.path.join(BUILD, "forkhold")
+    tmp = "%s.tmp.%d" % (dst, os.getpid())
+    r = subprocess.run(["gcc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-O2", "-o", tmp,
+                        os.path.join(HERE, "servers", "forkhold.c")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "gcc forkhold.c failed:\n%s" % r.stderr
+    os.replace(tmp, dst)
+    return dst
+
+
+def hold(port, n, host="127.0.0.1"):
+    """n connections, each accepted and answered "pid=<worker>"; returns [(socket, pid)]."""
+    out = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=10)
+        s.settimeout(10)
+        s.sendall(b"HOLD\n")
+        out.append(s)
+    return [(s, int(re.match(rb"pid=(\d+)\n", s.recv(64)).group(1))) for s in out]
+
+
+def in_group(pid, pgid):
+    try:
+        return os.getpgid(pid) == pgid
+    except ProcessLookupError:
+        return False
+
+
+def test_200_processes_reloaded_and_drained(launch, load, forkhold):
+    port = free_port()
+    # A drain timeout far beyond the test's bounds: only the last close can end the drain in time.
+    hr = launch([forkhold, "--port", str(port), "--workers", "199"], options=["--drain-timeout", "120"])
+    gen1 = hr.wait_ready(1)
+    hr.wait_for(r"forkhold: pid=%d 199 workers accepting" % gen1, since=0, timeout=30)
+    held = hold(port, 200)
+    holders = {pid for _, pid in held}
+    assert all(in_group(pid, gen1) for pid in holders), holders
+    traffic = load(port, threads=4, max_seconds=60)
+    traffic.wait_requests(20, timeout=30)
+
+    since = hr.mark()
+    hr.signal(signal.SIGHUP)
+    m = hr.wait_for(r"reload 1: gen 2 \(pid (\d+)\) serving; ready in \d+ ms; gen 1 draining (\d+) connections",
+                    since=since, timeout=30)
+    gen2 = int(m.group(1))
+    assert int(m.group(2)) >= 200, m.string
+    hr.wait_for(r"forkhold: pid=%d 199 workers accepting" % gen2, since=since, timeout=30)
+    traffic.wait_served_by(lambda pid: in_group(pid, gen2), timeout=30, count=20)
+    # Connections held across the reload are still served by the old generation, which keeps draining.
+    for s, pid in held[::20]:
+        s.sendall(b"HOLD\n")
+        assert s.recv(64) == b"pid=%d\n" % pid
+    assert "gen 1 gone" not in hr.log()
+
+    since = hr.mark()
+    for s, _ in held:
+        s.close()
+    hr.wait_for(r"gen 1: sending SIGTERM to process group %d" % gen1, since=since, timeout=20)
+    hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
+    traffic.wait_requests(20, timeout=30)
+    traffic.stop()
+    assert traffic.failures == [], traffic.failures[:5]
+    assert "drain timeout" not in hr.log()
+    wait_until(lambda: not any(in_group(pid, gen1) for pid in holders), 10, "gen 1's processes to be gone")
+    hr.stop(30)
+    hr.assert_no_process_left()
+
+
+def test_listeners_up_to_the_limit_handed_over(launch, load, forkhold):
+    with open(os.path.join(ROOT, "shim", "protocol.h")) as f:
+        limit = int(re.search(r"kMaxInherited\s*=\s*(\d+)", f.read()).group(1))
+    hosts = ["127.0.0.1"] + ["127.0.%d.%d" % (1 + i // 250, 1 + i % 250) for i in range(limit - 1)]
+    port = free_port()
+    hr = launch([forkhold, "--port", str(port), "--workers", "2", "--listeners", str(limit)])
+    gen = hr.wait_ready(1)
+    hr.wait_for(r"forkhold: pid=%d 2 workers accepting on %d sockets" % (gen, limit), since=0, timeout=30)
+    traffic = load(port, host=hosts[-1], threads=2, max_seconds=60)
+    for n in (2, 3):
+        since = hr.mark()
+        hr.signal(signal.SIGHUP)
+        m = hr.wait_for(r"reload \d+: gen %d \(pid (\d+)\) serving" % n, since=since, timeout=30)
+        gen = int(m.group(1))
+        hr.wait_for(r"gen %d gone$" % (n - 1), since=since, timeout=30)
+        # Every socket was handed over: the new generation answers on each, none was bound afresh.
+        for host in hosts:
+            assert in_group(reply_pid(http_get(port, host=host)), gen), host
+    assert "inherits only the first" not in hr.log()
+    assert not re.search(r"gen [23] listening on", hr.log()), hr.log()
+    traffic.wait_requests(20, timeout=30)
+    traffic.stop()
+    assert traffic.failures == [], traffic.failures[:5]
