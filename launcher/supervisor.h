@@ -13,6 +13,7 @@
 #include "protocol.h"
 #include "registry.h"
 #include "report.h"
+#include "sdnotify.h"
 #include "sentinel.h"
 
 #include <deque>
@@ -128,6 +129,7 @@ private:
     Registry registry_;
     Control control_;
     Sentinel sentinel_;
+    SdNotify sd_; // the launcher's own NOTIFY_SOCKET (systemd), if any
     std::vector<std::unique_ptr<Gen>> gens_;
     Gen *serving_ = nullptr; // serving or on trial
     Gen *next_ = nullptr;    // starting
