@@ -718,11 +718,17 @@ void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
         }
         return false;
     };
+    // As PID 1 of a pid namespace (a container's entrypoint) every orphan of the namespace is reparented to
+    // us, not only what the generations started: a process that entered from outside (docker exec,
+    // nsenter) is in a process group of the parent namespace, which reads as 0 here, and so is what it
+    // starts; no generation's process can be in such a group. Those are only reaped (on_child_exits),
+    // never taken for a generation's.
     for (const ProcEntry &e : snap) {
         if (e.state == 'Z' || e.pid == self || managed(e)) continue;
         bool ours = false;
         const ProcEntry *up = &e;
         for (int depth = 0; depth < 64; ++depth) {
+            if (up->pgrp == 0) break; // from outside our pid namespace (see above)
             if (up->ppid == self) {
                 ours = true;
                 break;
