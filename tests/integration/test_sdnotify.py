@@ -146,6 +146,7 @@ def test_abstract_socket_full_queue_never_blocks(launch, tmp_path):
     hr = launch_notified(launch, "@" + name, server_argv("threads", port), [])
     pid1 = hr.wait_ready(1)
     assert reply_pid(http_get(port)) == pid1
+    assert b"NOTIFY_SOCKET" not in gen_environ(pid1)
     gen = hr.reload()
     assert gen == 2
     for _ in range(queued):
