@@ -91,7 +91,7 @@ $(BUILD)/testserver: examples/testserver.c $(FLAGS)
 
 # Unit tests link the modules they test directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
-                launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc
+                launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc launcher/sdnotify.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_SAN) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka

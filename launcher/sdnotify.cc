@@ -2,7 +2,6 @@
 
 #include "log.h"
 #include "report.h"
-#include "supervisor.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -16,6 +15,12 @@ namespace hr {
 namespace {
 constexpr size_t kMaxPending = 64;
 constexpr int64_t kRetryMs = 50;
+
+int64_t monotonic_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 } // namespace
 
 SdNotify::~SdNotify() {
@@ -72,21 +77,32 @@ void SdNotify::send(const std::string &msg) {
     debugf("sd_notify: %s", escape_text(msg).c_str());
     if (pending_.empty() && send_now(msg)) return;
     if (pending_.size() >= kMaxPending) {
-        pending_.pop_front();
-        if (!warned_) {
-            warned_ = true;
-            logf("warning: the service manager at NOTIFY_SOCKET=%s reads nothing: older notifications dropped "
+        // A STATUS= alone is superseded by any later one: the first of those goes; else the oldest but the
+        // first READY=1 (with MAINPID), which the start job waits for. A reload's datagrams are dropped
+        // oldest first, so a later READY=1 still ends any RELOADING=1 that went out.
+        auto victim = pending_.end();
+        for (auto it = pending_.begin(); it != pending_.end() && victim == pending_.end(); ++it)
+            if (it->compare(0, 7, "STATUS=") == 0 && it->find('\n') == std::string::npos) victim = it;
+        for (auto it = pending_.begin(); it != pending_.end() && victim == pending_.end(); ++it)
+            if (it->find("MAINPID=") == std::string::npos) victim = it;
+        pending_.erase(victim);
+        if (!dropped_warned_) {
+            dropped_warned_ = true;
+            logf("warning: the service manager at NOTIFY_SOCKET=%s reads nothing: notifications dropped "
                  "(said once)", escape_text(where_).c_str());
         }
     }
     pending_.push_back(msg);
-    if (retry_at_ms_ < 0) retry_at_ms_ = now_ms() + kRetryMs;
+    if (retry_at_ms_ < 0) retry_at_ms_ = monotonic_ms() + kRetryMs;
 }
 
 void SdNotify::starting(const std::string &text) { send(status_field(text)); }
 
 void SdNotify::serving(const std::string &text) {
-    if (ready_sent_) return send(status_field(text));
+    if (ready_sent_) {
+        send(status_field(text));
+        return;
+    }
     ready_sent_ = true;
     send("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n" + status_field(text));
 }
@@ -108,9 +124,9 @@ void SdNotify::status(const std::string &text) { send(status_field(text)); }
 int64_t SdNotify::retry_at() const { return pending_.empty() ? -1 : retry_at_ms_; }
 
 void SdNotify::flush() {
-    if (pending_.empty() || now_ms() < retry_at_ms_) return;
+    if (pending_.empty() || monotonic_ms() < retry_at_ms_) return;
     while (!pending_.empty() && send_now(pending_.front())) pending_.pop_front();
-    retry_at_ms_ = pending_.empty() ? -1 : now_ms() + kRetryMs;
+    retry_at_ms_ = pending_.empty() ? -1 : monotonic_ms() + kRetryMs;
 }
 
 } // namespace hr

@@ -4,6 +4,7 @@
 // strips NOTIFY_SOCKET.)
 //
 // What is sent, one datagram per step:
+//   first generation started STATUS=
 //   first generation ready   READY=1, MAINPID=<launcher pid>, STATUS=
 //   a reload starts          RELOADING=1, MONOTONIC_USEC=<CLOCK_MONOTONIC in µs>, STATUS=
 //   the reload ends          READY=1, STATUS= (ok, rolled back or aborted: systemd waits for READY=1 either way)
@@ -12,8 +13,9 @@
 // STATUS= is always one line, control characters escaped.
 //
 // Never blocks the launcher: the socket is non-blocking; a datagram the manager's full queue refuses
-// (EAGAIN) is kept, in order (64 at most: the oldest goes first), and sent again on a later loop turn
-// (retry_at()); any other error is logged once and the datagram dropped (the manager is gone: nothing to tell).
+// (EAGAIN) is kept, in order, and sent again on a later loop turn (retry_at()); at most 64 wait (beyond, a
+// STATUS= alone goes first, else the oldest, never the first READY=1). Any other error is logged once and the datagram dropped (the
+// manager is gone: nothing to tell).
 #pragma once
 
 #include <deque>
@@ -58,7 +60,8 @@ private:
     socklen_t addrlen_ = 0;
     std::deque<std::string> pending_;
     int64_t retry_at_ms_ = -1;
-    bool warned_ = false;
+    bool warned_ = false;         // a send failed for good (said once)
+    bool dropped_warned_ = false; // the queue overflowed (said once)
     bool ready_sent_ = false;
     bool stopping_sent_ = false;
 };
