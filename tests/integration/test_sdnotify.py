@@ -174,3 +174,28 @@ def test_unusable_notify_socket_is_one_warning(launch, value, line):
     assert hr.reload() == 2
     assert hr.stop() == 0
     assert len([l for l in hr.log().split("\n") if "NOTIFY_SOCKET" in l]) == 1, hr.log()
+
+
+def test_crash_restart_is_a_status(launch, tmp_path):
+    """--restart: a generation that dies on its own and the one that replaces it are STATUS= lines; READY=1
+    (and MAINPID) only ever once."""
+    path = str(tmp_path / "notify")
+    mgr = FakeManager(path)
+    port = free_port()
+    mode = tmp_path / "mode"
+    write_mode(mode, "crash")  # gen 1 aborts after its first request
+    hr = launch_notified(launch, path, server_argv("iterative", port, extra=["--mode-file", str(mode)]),
+                         ["--restart", "on-failure"])
+    pid1 = hr.wait_ready(1)
+    assert [k for k, _ in mgr.next()[1]] == ["STATUS"]
+    assert [k for k, _ in mgr.next()[1]] == ["READY", "MAINPID", "STATUS"]
+    write_mode(mode, "serve")  # read by the next generation
+    assert reply_pid(http_get(port)) == pid1
+    pid2 = hr.wait_ready(2)
+    assert mgr.next()[1] == [("STATUS", "gen 1 was killed by SIGABRT; restarting (--restart)")]
+    assert mgr.next()[1] == [("STATUS", "gen 2 (pid %d) serving" % pid2)]
+    assert reply_pid(http_get(port)) == pid2
+    assert hr.stop() == 0
+    assert [k for k, _ in mgr.next()[1]] == ["STOPPING", "STATUS"]
+    assert mgr.nothing_more()
+    mgr.close()
