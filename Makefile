@@ -41,7 +41,7 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
-                launcher/verify.cc \
+                launcher/verify.cc launcher/sdnotify.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -103,7 +103,7 @@ $(BUILD)/fdreport-static: tests/integration/servers/fdreport.c $(FLAGS)
 
 # Unit tests link the modules they test directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
-                launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc
+                launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc launcher/sdnotify.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_SAN) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka

@@ -7,6 +7,7 @@
 #include "pidfile.h"
 #include "procs.h"
 #include "rendezvous.h"
+#include "sdnotify.h"
 #include "spawn.h"
 #include "state.h"
 
@@ -367,6 +368,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
             fire(*old, EV_RELEASE);
         }
         if (current_ && current_->generation == g.n) finish_reload("ok", current_->reason);
+        else sd_.serving("gen " + std::to_string(g.n) + " (pid " + std::to_string(g.pid) + ") serving");
         prune_due_ = true;
         ever_served_ = true;
         last_serving_gen_ = g.n;
@@ -748,11 +750,17 @@ void Supervisor::adopt_strays(Gen &g, const std::vector<ProcEntry> &snap) {
         }
         return false;
     };
+    // As PID 1 of a pid namespace (a container's entrypoint) every orphan of the namespace is reparented to
+    // us, not only what the generations started: a process that entered from outside (docker exec,
+    // nsenter) is in a process group of the parent namespace, which reads as 0 here, and so is what it
+    // starts; no generation's process can be in such a group. Those are only reaped (on_child_exits),
+    // never taken for a generation's.
     for (const ProcEntry &e : snap) {
         if (e.state == 'Z' || e.pid == self || managed(e)) continue;
         bool ours = false;
         const ProcEntry *up = &e;
         for (int depth = 0; depth < 64; ++depth) {
+            if (up->pgrp == 0) break; // from outside our pid namespace (see above)
             if (up->ppid == self) {
                 ours = true;
                 break;
@@ -876,6 +884,7 @@ bool Supervisor::schedule_restart(const Gen &g, bool failure) {
     ++crash_streak_;
     restart_pending_ = true;
     restart_at_ms_ = now + delay;
+    sd_.status("gen " + std::to_string(g.n) + " " + describe_status(g.status) + "; restarting (--restart)");
     if (delay) logf("restarting in %lld ms (--restart %s, failure %d in a row)", (long long)delay,
                     opts_.restart == RESTART_ALWAYS ? "always" : "on-failure", crash_streak_);
     else logf("restarting at once (--restart %s)", opts_.restart == RESTART_ALWAYS ? "always" : "on-failure");
@@ -940,6 +949,7 @@ void Supervisor::start_reload() {
     current_->number = ++reload_counter_;
     current_->previous_generation = serving_ ? serving_->n : last_serving_gen_;
     current_->started_at_ms = realtime_ms();
+    sd_.reloading("reload " + std::to_string(current_->number) + ": starting gen " + std::to_string(gen_counter_ + 1));
     Gen *g = start_generation(current_->number);
     if (!g) {
         current_->generation = gen_counter_;
@@ -961,6 +971,7 @@ void Supervisor::finish_reload(const char *outcome, const std::string &reason) {
     if (r.outcome != "ok") ++reloads_failed_;
     const std::string text = reload_text(r);
     logf("%s", text.c_str());
+    sd_.reloaded(text); // before the replies: an ExecReload= client exits on its reply
     const std::string code = r.outcome == "ok" ? "0\n" : "1\n";
     for (const auto &w : current_waiters_) control_.reply(w.first, code + (w.second ? reload_json(r) : text) + "\n", true);
     current_waiters_.clear();
@@ -975,6 +986,7 @@ void Supervisor::begin_shutdown() {
     restart_pending_ = false;
     if (serving_) status_gen_ = serving_->n;
     finish_reload("aborted", "the launcher is stopping");
+    sd_.stopping("stopping");
     for (const auto &w : pending_waiters_) {
         ReloadReport r;
         r.outcome = "aborted";
@@ -1144,6 +1156,7 @@ int Supervisor::run() {
     if (!sentinel_.start(opts_.stop_signal, opts_.kill_timeout))
         logf("warning: unable to start the sentinel (%s): if the launcher is killed, its generations are not "
              "stopped", strerror(errno));
+    if (std::string err; !sd_.open_from_env(&err)) logf("warning: %s", err.c_str());
     write_pid_file();
     Gen *first = start_generation(0);
     if (!first || first->exec_error) {
@@ -1155,6 +1168,7 @@ int Supervisor::run() {
         return !first ? kExitLauncherError : e == ENOENT ? kExitNotFound : kExitNotExecutable;
     }
     next_ = first;
+    sd_.starting("gen 1 (pid " + std::to_string(first->pid) + ") starting");
     while (!done_) {
         // One poll over every source; each has its handler, called in this order: generations' messages
         // and notifications first (a last IDLE or CLAIMED may precede an exit), then control requests,
@@ -1184,6 +1198,7 @@ int Supervisor::run() {
             if (t > 0 && (wake_at < 0 || t < wake_at)) wake_at = t;
         };
         if (restart_pending_) wake_by(restart_at_ms_);
+        wake_by(sd_.retry_at());
         for (auto &g : gens_) {
             wake_by(g->deadline_ms);
             if (g->st == GS_STARTING && g->listen_ok_ms && opts_.ready == READY_DELAY)
@@ -1222,6 +1237,7 @@ int Supervisor::run() {
         }
         on_deadlines(now_ms());
         after_step();
+        sd_.flush();
     }
     remove_pid_file();
     logf("exiting with status %d", exit_status_);

@@ -14,6 +14,7 @@
 #include "registry.h"
 #include "rendezvous.h"
 #include "report.h"
+#include "sdnotify.h"
 #include "sentinel.h"
 
 #include <deque>
@@ -133,6 +134,7 @@ private:
     Registry registry_;
     Control control_;
     Sentinel sentinel_;
+    SdNotify sd_; // the launcher's own NOTIFY_SOCKET (systemd), if any
     std::vector<std::unique_ptr<Gen>> gens_;
     Gen *serving_ = nullptr; // serving or on trial
     Gen *next_ = nullptr;    // starting
