@@ -228,10 +228,16 @@ void Supervisor::release(Gen &g) {
 // process the shim does not run in (an exec'd worker, SCM_RIGHTS).
 bool Supervisor::idle(Gen &g) {
     if (!g.shm) return true;
-    bool shim_zero = shared_total_conns(g.shm) <= 0 ||
-                     (!g.shm->slotless.load() && shared_live_conns(g.shm, process_alive) == 0);
+    auto shim_zero = [&] {
+        return shared_total_conns(g.shm) <= 0 ||
+               (!g.shm->slotless.load() && shared_live_conns(g.shm, process_alive) == 0);
+    };
+    bool zero = shim_zero();
     int kernel = kernel_live_conns(g.pid, registry_);
-    if (shim_zero) return kernel <= 0; // -1: the kernel cannot tell us (processes of another user)
+    if (zero) return kernel <= 0; // -1: the kernel cannot tell us (processes of another user)
+    // The last close may have come during the scan (it takes a while with many processes): counts only
+    // fall while draining, so zero now and no connection seen by the scan is idle too.
+    if (kernel <= 0 && shim_zero()) return true;
     // The shim counts more than the kernel holds: closes it did not see. But a count can also be a
     // connection between its reservation and accept() returning (in the queue, not yet held), or one in
     // flight over SCM_RIGHTS: trust the kernel only when it has said zero on every check for a while.

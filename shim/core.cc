@@ -523,7 +523,7 @@ enum Rendezvous { RV_NONE, RV_FAILED, RV_OK };
 
 Rendezvous rendezvous(Config *cfg, const char **why) {
     const pid_t ppid = getppid();
-    if (ppid <= 1) return RV_NONE;
+    if (ppid <= 0) return RV_NONE; // 1 may be a launcher too: a container's entrypoint
     int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (s < 0) return RV_NONE; // no Unix sockets here (a sandbox): nothing to talk to
     timeval tv{kRendezvousWaitMs / 1000, (kRendezvousWaitMs % 1000) * 1000};
