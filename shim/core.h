@@ -45,6 +45,7 @@ struct Shim {
     std::atomic<int> unreported{0};  // adopted stream sockets not yet reported claimed (see report_adopted())
     int nshared_keys = 0;            // addresses of the sockets this process registered (see remember_key())
     SockKey shared_keys[kMaxInherited] = {};
+    int shared_key_pid[kMaxInherited] = {}; // the process that registered it
     char instance_locks[2048] = {};  // HOTRESTART_INSTANCE_LOCKS: --instance-lock paths, one per line
 };
 extern Shim g;
@@ -71,6 +72,8 @@ void report_adopted();
 // socket), and whether key is one of those or of the inherited ones (see policy_bind() while draining).
 void remember_key(const SockKey &k);
 bool known_key(const SockKey &k);
+// The socket named name is one this very process registered (not a copy a forked child inherited).
+bool registered_here(const sockaddr *name, socklen_t len);
 // The program accepts, or waits for connections, on a shared socket: tell the launcher once per process,
 // and drop inherited sockets the launcher has released since.
 inline void note_accepting() {

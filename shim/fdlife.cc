@@ -48,11 +48,13 @@ int policy_close(int fd) {
     if (shared) {
         ErrnoGuard keep;
         epoll_forget_fd(fd);
-        // A listener closed while the generation serves may be closed for good (a probe socket): the
-        // launcher, told its address, asks the kernel whether a process of the generation still holds it.
+        // A listener that this process registered, closed while the generation serves, may be closed for
+        // good (a probe socket): the launcher, told its address, asks the kernel whether a process of the
+        // generation still holds it. Forked children closing their copies (before an exec) say nothing.
         namelen = sizeof name;
         if ((st & kKindMask) != FD_LISTENER || !g.active.load(std::memory_order_acquire) || g.acct.draining() ||
-            real_getsockname(fd, reinterpret_cast<sockaddr *>(&name), &namelen) < 0)
+            real_getsockname(fd, reinterpret_cast<sockaddr *>(&name), &namelen) < 0 ||
+            !registered_here(reinterpret_cast<sockaddr *>(&name), namelen))
             namelen = 0;
     }
     uint8_t prev = g.table.exchange(fd, FD_NONE);

@@ -38,6 +38,7 @@ void remember_key(const SockKey &k) {
     int i = __atomic_load_n(&g.nshared_keys, __ATOMIC_ACQUIRE);
     if (i >= kMaxInherited) return;
     g.shared_keys[i] = k;
+    g.shared_key_pid[i] = int(getpid());
     __atomic_store_n(&g.nshared_keys, i + 1, __ATOMIC_RELEASE);
 }
 
@@ -47,6 +48,19 @@ bool known_key(const SockKey &k) {
     const int n = __atomic_load_n(&g.nshared_keys, __ATOMIC_ACQUIRE);
     for (int i = 0; i < n; ++i)
         if (key_match(g.shared_keys[i], k)) return true;
+    return false;
+}
+
+bool registered_here(const sockaddr *name, socklen_t len) {
+    const int n = __atomic_load_n(&g.nshared_keys, __ATOMIC_ACQUIRE);
+    const int self = int(getpid());
+    for (int i = 0; i < n; ++i) {
+        const SockKey &k = g.shared_keys[i];
+        SockKey c;
+        if (g.shared_key_pid[i] == self && k.type != SOCK_DGRAM &&
+            key_from_sockaddr(name, len, k.type, k.v6only, &c) && key_match(c, k))
+            return true;
+    }
     return false;
 }
 
