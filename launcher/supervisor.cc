@@ -520,7 +520,9 @@ void Supervisor::check_ready(Gen &g) {
         if (claimed + size_t(g.registered) == 0) return;
         // Sockets it opened itself count once it accepts or waits on one: a socket it listened on and
         // closed again at once (a probe of a free port) must not make it ready before its real listener.
-        if (claimed == 0 && !g.accepting) return;
+        // A generation that closed its end of the control socket (every descriptor, by raw syscalls) can
+        // tell us nothing more: what it registered is what it has.
+        if (claimed == 0 && !g.accepting && g.ctl >= 0) return;
         if (claimed < g.passed.size()) {
             if (!g.accepting) return;
             logf("gen %d accepts without taking over %s (dropped by its configuration?): released once the "
@@ -581,6 +583,7 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             debugf("gen %d: control socket closed by the generation", g.n);
             close(g.ctl);
             g.ctl = -1;
+            check_ready(g);
             return;
         }
         // Who sent it is what the kernel says (SCM_CREDENTIALS), never Msg::pid.
@@ -832,6 +835,8 @@ void Supervisor::on_deadlines(int64_t now) {
                 else if (opts_.ready == READY_NOTIFY) logf("warning: gen 1 has not sent READY=1 after %g s", opts_.ready_timeout);
                 else if (!g.hello) logf("warning: gen 1: the shim never reported in (static or setuid program?); "
                                         "hot restart will not work");
+                else if (g.registered > 0)
+                    logf("warning: gen 1 listens but has not accepted or waited on its sockets after %g s", opts_.ready_timeout);
                 else logf("warning: gen 1 has not listened on any socket after %g s", opts_.ready_timeout);
                 g.hello = true;
                 std::fill(g.claimed.begin(), g.claimed.end(), true);
