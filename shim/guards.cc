@@ -24,10 +24,11 @@ void report_adopted() {
     for (int i = 0; i < g.ninherited; ++i) {
         Inherited &in = g.inherited[i];
         const int fd = in.prog_fd.load();
-        if (fd < 0 || in.key.type == SOCK_DGRAM || g.table.kind(fd) != FD_LISTENER) continue;
+        if (fd < 0 || in.key.type == SOCK_DGRAM) continue;
         int expected = 0;
         if (!in.reported.compare_exchange_strong(expected, 1)) continue;
         g.unreported.fetch_sub(1);
+        if (g.table.kind(fd) != FD_LISTENER) continue; // closed again before it was used: nothing to claim
         HR_DEBUG("fd %d: in use without listen(): reporting inherited socket %d claimed", fd, i);
         send_msg(MSG_CLAIMED, i, 0, nullptr, 0, -1);
     }
