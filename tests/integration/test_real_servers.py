@@ -614,6 +614,7 @@ KeepAlive Off
 DocumentRoot {d}
 ScriptAlias /pid {d}/pid.cgi
 <Directory {d}>
+    AllowOverride None
     Require all granted
 </Directory>
 """.format(d=d, port=port, m=APACHE_MODULES, user=user)
