@@ -36,12 +36,13 @@ LAUNCHER_SAN :=
 SHIM_SAN  :=
 
 SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/core.cc \
-                shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc shim/dgram.cc
+                shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc shim/dgram.cc \
+                shim/guards.cc
 LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
-                launcher/verify.cc launcher/sdnotify.cc \
+                launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))

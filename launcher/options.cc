@@ -53,6 +53,10 @@ const char kHelp[] =
     "  --stop-signal SIG      signal that stops a generation (default TERM): a name as kill -l lists them\n"
     "                         (QUIT, TSTP, PWR, RTMIN+2, RTMAX-1...) or a number; not KILL or STOP\n"
     "  --kill-timeout SEC     SIGKILL a generation SEC after the stop signal (default 10)\n"
+    "  --instance-lock PATH   PATH is a single-instance lock (flock): a new generation's flock(LOCK_EX|\n"
+    "                         LOCK_NB) of it succeeds while an older generation holds it, and the lock is\n"
+    "                         handed over when that one is gone (relative: to the program's directory;\n"
+    "                         repeatable)\n"
     "  --shim PATH            the shim library, checked at start (default: libhotrestart.so next to the\n"
     "                         launcher, then in ../lib/hotrestart/ from there, then in " HR_LIBDIR ")\n"
     "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
@@ -219,7 +223,8 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",
                                                  "--stop-signal", "--kill-timeout", "--shim", "--control",
-                                                 "--ready", "--ready-check", "--rollback-window", "--restart", "--chdir"};
+                                                 "--ready", "--ready-check", "--rollback-window", "--restart", "--chdir",
+                                                 "--instance-lock"};
         bool known = false;
         for (const char *w : with_value) known = known || name == w;
         if (!known) {
@@ -242,6 +247,12 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
             (name == "--shim" ? o->shim : name == "--control" ? o->control
                                         : name == "--ready-check" ? o->ready_check
                                         : name == "--chdir" ? o->chdir : o->pid_file) = value;
+        } else if (name == "--instance-lock") {
+            if (value.empty() || value.find('\n') != std::string::npos) {
+                *msg = "invalid --instance-lock: expected a non-empty path without a newline";
+                return PARSE_ERROR;
+            }
+            o->instance_locks.push_back(value);
         } else if (name == "--ready") {
             if (value == "listen") {
                 o->ready = READY_LISTEN;

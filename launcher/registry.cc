@@ -197,6 +197,18 @@ void Registry::drop_user(int gen) {
     for (auto &e : items_) e.users.erase(gen);
 }
 
+bool Registry::closed_by(uint64_t id, int gen) {
+    for (size_t i = 0; i < items_.size(); ++i) {
+        if (items_[i].id != id) continue;
+        items_[i].users.erase(gen);
+        if (!items_[i].users.empty()) return false;
+        close_for_good(items_[i]);
+        items_.erase(items_.begin() + long(i));
+        return true;
+    }
+    return false;
+}
+
 std::vector<Listener> Registry::prune() {
     std::vector<Listener> released;
     std::vector<Listener> keep;

@@ -68,6 +68,9 @@ public:
     std::vector<std::string> refuse_new();
     // Closes every socket no live generation uses; returns them (fd already closed).
     std::vector<Listener> prune();
+    // gen closed socket id for good: it no longer uses it, and if no other generation does, it is closed
+    // (and its unix path removed) now. True if it was closed.
+    bool closed_by(uint64_t id, int gen);
     const std::vector<Listener> &all() const { return items_; }
 
 private:

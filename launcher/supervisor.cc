@@ -168,6 +168,15 @@ Gen *Supervisor::start_generation(int reload) {
         }
         req.env.push_back("NOTIFY_SOCKET=" + where);
     }
+    // Who it is, for a program that wants a directory of its own per generation (a lock or a pid file that
+    // must not be the previous generation's), and which lock files are single-instance guards (guards.cc).
+    req.env.push_back("HOTRESTART_GENERATION=" + std::to_string(g->n));
+    if (!opts_.instance_locks.empty()) {
+        std::string locks;
+        for (const auto &l : opts_.instance_locks) locks += (locks.empty() ? "" : "\n") + l;
+        req.env.push_back("HOTRESTART_INSTANCE_LOCKS=" + locks);
+    }
+    publish_older(*g);
     req.argv = opts_.argv;
     req.shim = shim_;
     req.sigmask = orig_mask_;
@@ -201,6 +210,7 @@ Gen *Supervisor::start_generation(int reload) {
     g->cfg = req.cfg;
     g->cfg.main_pid = r.pid;
     g->pidfd = pidfd_open(r.pid); // our unreaped child: the pid is still the one we started
+    g->start_ticks = process_start_ticks(r.pid);
     sentinel_.watch(g->pid);
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
@@ -218,6 +228,8 @@ void Supervisor::release(Gen &g) {
     }
     for (auto &s : g.strays) close(s.pidfd);
     g.strays.clear();
+    for (auto &l : g.pending_locks) close(l.fd);
+    g.pending_locks.clear();
     if (g.shm) munmap(g.shm, kSharedSize);
     g.shm = nullptr;
 }
@@ -311,7 +323,7 @@ std::string Supervisor::rollback_reason(const Gen &g, GenEvent e) const {
         if (opts_.ready == READY_NOTIFY) return why + "it never sent READY=1 to $NOTIFY_SOCKET";
         if (!g.hello) return why + "the shim never reported in (static or setuid program, or LD_PRELOAD removed?)";
         if (g.passed.empty() && g.registered == 0) return why + "it listened on no socket";
-        return why + "never claimed " + unclaimed(g);
+        return why + "never claimed " + unclaimed(g) + lock_hint(g);
     }
     if (g.exec_error) return "could not be executed: " + std::string(strerror(g.exec_error));
     if (g.daemonized) return "daemonized (its main process exited 0, what it started lives on): run it in the foreground";
@@ -320,7 +332,7 @@ std::string Supervisor::rollback_reason(const Gen &g, GenEvent e) const {
                " ms after it took over";
     std::string why = describe_status(g.status) + " before it was ready";
     if (!unclaimed(g).empty()) why += " (unclaimed: " + unclaimed(g) + ")";
-    return why;
+    return why + lock_hint(g);
 }
 
 void Supervisor::fire(Gen &g, GenEvent e) {
@@ -515,6 +527,11 @@ void Supervisor::check_ready(Gen &g) {
         size_t claimed = 0;
         for (bool c : g.claimed) claimed += c;
         if (claimed + size_t(g.registered) == 0) return;
+        // Sockets it opened itself count once it accepts or waits on one: a socket it listened on and
+        // closed again at once (a probe of a free port) must not make it ready before its real listener.
+        // A generation that closed its end of the control socket (every descriptor, by raw syscalls) can
+        // tell us nothing more: what it registered is what it has.
+        if (claimed == 0 && !g.accepting && g.ctl >= 0) return;
         if (claimed < g.passed.size()) {
             if (!g.accepting) return;
             logf("gen %d accepts without taking over %s (dropped by its configuration?): released once the "
@@ -575,6 +592,7 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
             debugf("gen %d: control socket closed by the generation", g.n);
             close(g.ctl);
             g.ctl = -1;
+            check_ready(g);
             return;
         }
         // Who sent it is what the kernel says (SCM_CREDENTIALS), never Msg::pid.
@@ -615,6 +633,12 @@ void Supervisor::on_ctl(Gen &g, bool hangup) {
         case MSG_ACCEPTING:
             g.accepting = true;
             check_ready(g);
+            break;
+        case MSG_CLOSED: on_closed(g, m); break;
+        case MSG_LOCKED: on_locked(g, m); break;
+        case MSG_LOCK_HANDOVER:
+            on_lock_handover(g, rec.fds[0], m);
+            rec.nfds = 0; // ours now
             break;
         case MSG_BINDFAIL: {
             SockKey k;
@@ -702,6 +726,7 @@ void Supervisor::on_child_exits() {
             if (g->pid != pid || g->main_exited) continue;
             g->main_exited = true;
             g->status = status;
+            forget_older(*g);
             if (g->n == status_gen_ && !exit_status_fixed_) exit_status_ = exit_code_of(status);
             debugf("gen %d: main process %d %s", g->n, int(pid), describe_status(status).c_str());
             // A main process that exits 0 on its own while what it started lives on (in its group, or
@@ -856,6 +881,8 @@ void Supervisor::on_deadlines(int64_t now) {
                 else if (opts_.ready == READY_NOTIFY) logf("warning: gen 1 has not sent READY=1 after %g s", opts_.ready_timeout);
                 else if (!g.hello) logf("warning: gen 1: the shim never reported in (static or setuid program?); "
                                         "hot restart will not work");
+                else if (g.registered > 0)
+                    logf("warning: gen 1 listens but has not accepted or waited on its sockets after %g s", opts_.ready_timeout);
                 else logf("warning: gen 1 has not listened on any socket after %g s", opts_.ready_timeout);
                 g.hello = true;
                 std::fill(g.claimed.begin(), g.claimed.end(), true);
@@ -1095,6 +1122,7 @@ void Supervisor::on_control(const ControlRequest &r) {
 // After every batch of events: forget generations that are gone, release sockets nobody uses once no
 // reload is in flight, start a queued reload, and decide whether the launcher is done.
 void Supervisor::after_step() {
+    hand_over_locks();
     for (size_t i = 0; i < gens_.size();) {
         if (gens_[i]->st == GS_GONE) {
             gens_.erase(gens_.begin() + long(i));

@@ -80,6 +80,16 @@ struct Gen {
     int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
     bool idle_hint = false;      // MSG_IDLE received this loop turn
     WarnLimit warn;              // for the warnings its processes can cause at will
+    // Single-instance guards (guards.cc): its main process's start time (/proc/PID/stat, for Shared::older),
+    // the lock an older generation held when it tried to take it, and --instance-lock files whose flock()
+    // was answered as taken: the launcher takes each lock on that open file once it is free.
+    unsigned long long start_ticks = 0;
+    std::string lock_conflict;
+    struct PendingLock {
+        int fd;
+        std::string path;
+    };
+    std::vector<PendingLock> pending_locks;
 };
 
 class Supervisor {
@@ -126,6 +136,14 @@ private:
     StatusReport status() const;
     std::string unclaimed(const Gen &g) const;
     void release(Gen &g);
+    // guards.cc: what a generation's shim reports about its probe sockets and single-instance guards.
+    void publish_older(Gen &g);
+    void forget_older(const Gen &gone);
+    void on_closed(Gen &g, const Msg &m);
+    void on_locked(Gen &g, const Msg &m);
+    void on_lock_handover(Gen &g, int fd, const Msg &m);
+    void hand_over_locks();
+    std::string lock_hint(const Gen &g) const;
     void write_pid_file();
     void remove_pid_file();
 
@@ -172,6 +190,8 @@ private:
 };
 
 int64_t now_ms();
+// When pid started (field 22 of /proc/PID/stat, clock ticks since boot); 0 if unknown (guards.cc).
+unsigned long long process_start_ticks(pid_t pid);
 // 0..255 from a wait status: the exit code, or 128+N for signal N.
 int exit_code_of(int status);
 std::string describe_status(int status);

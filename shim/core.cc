@@ -500,6 +500,7 @@ void activate(Config cfg) {
         if (!probe_socket(cfg.own[i], &key)) add_shared_unix_path(key);
     }
     make_local_wake();
+    load_instance_locks();
     g.acct.attach(shared);
     g.acct.claim_slot(int32_t(getpid()));
     pthread_atfork(nullptr, nullptr, after_fork_child);

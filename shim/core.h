@@ -42,6 +42,11 @@ struct Shim {
     std::atomic<bool> idle_hinted{false}; // a refused reservation already sent its one MSG_IDLE
     std::atomic<int> owner_pid{0};   // the process this state belongs to (see owner())
     std::atomic<uint64_t> released_done{0}; // bits of Shared::released this process has acted on
+    std::atomic<int> unreported{0};  // adopted stream sockets not yet reported claimed (see report_adopted())
+    int nshared_keys = 0;            // addresses of the sockets this process registered (see remember_key())
+    SockKey shared_keys[kMaxInherited] = {};
+    int shared_key_pid[kMaxInherited] = {}; // the process that registered it
+    char instance_locks[2048] = {};  // HOTRESTART_INSTANCE_LOCKS: --instance-lock paths, one per line
 };
 extern Shim g;
 
@@ -58,9 +63,21 @@ void send_msg(uint16_t type, int32_t arg, int32_t err, const sockaddr *addr, soc
 inline void send_idle() { send_msg(MSG_IDLE, 0, 0, nullptr, 0, -1); }
 // Closes this process's copies of inherited sockets the launcher released (see Shared::released).
 void close_released();
+// Reports the inherited stream sockets this process adopted in bind() but never listen()ed on (a program
+// that asks SO_ACCEPTCONN first, as haproxy does, skips listen() on a socket that already listens): once it
+// accepts or waits on a shared socket, its set-up is done and what it bound is its listener. Sent before
+// MSG_ACCEPTING, on the same socket, so the launcher counts them before it judges readiness.
+void report_adopted();
+// Addresses of sockets this process made shared itself (registered at listen(), or a bound datagram
+// socket), and whether key is one of those or of the inherited ones (see policy_bind() while draining).
+void remember_key(const SockKey &k);
+bool known_key(const SockKey &k);
+// The socket named name is one this very process registered (not a copy a forked child inherited).
+bool registered_here(const sockaddr *name, socklen_t len);
 // The program accepts, or waits for connections, on a shared socket: tell the launcher once per process,
 // and drop inherited sockets the launcher has released since.
 inline void note_accepting() {
+    if (g.unreported.load(std::memory_order_relaxed) > 0) report_adopted();
     if (!g.accepting.load(std::memory_order_relaxed) && !g.accepting.exchange(true))
         send_msg(MSG_ACCEPTING, 0, 0, nullptr, 0, -1);
     if (g.acct.shared && g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed))
@@ -116,6 +133,11 @@ void add_shared_unix_path(const SockKey &k);
 
 // dup family: nfd now refers to what ofd refers to (fdlife.cc).
 void policy_duplicated(int ofd, int nfd);
+
+// fcntl(F_SETLK/F_OFD_SETLK) (guards.cc): a lock an older generation holds is named to the launcher.
+int policy_setlk(int fd, int cmd, void *arg);
+// Reads HOTRESTART_INSTANCE_LOCKS into g.instance_locks (start-up only).
+void load_instance_locks();
 
 // Removes every epoll registration the program made for fd (it is about to be closed or replaced).
 void epoll_forget_fd(int fd);

@@ -43,15 +43,26 @@ int policy_close(int fd) {
     if ((st & kKindMask) != FD_CONN && !owner()) return real_close(fd);
     if ((st & kKindMask) == FD_PRIVATE) return 0; // the program does not know it: pretend it is closed
     const bool shared = (st & kKindMask) == FD_LISTENER || (st & kKindMask) == FD_DGRAM;
+    sockaddr_storage name;
+    socklen_t namelen = 0;
     if (shared) {
         ErrnoGuard keep;
         epoll_forget_fd(fd);
+        // A listener that this process registered, closed while the generation serves, may be closed for
+        // good (a probe socket): the launcher, told its address, asks the kernel whether a process of the
+        // generation still holds it. Forked children closing their copies (before an exec) say nothing.
+        namelen = sizeof name;
+        if ((st & kKindMask) != FD_LISTENER || !g.active.load(std::memory_order_acquire) || g.acct.draining() ||
+            real_getsockname(fd, reinterpret_cast<sockaddr *>(&name), &namelen) < 0 ||
+            !registered_here(reinterpret_cast<sockaddr *>(&name), namelen))
+            namelen = 0;
     }
     uint8_t prev = g.table.exchange(fd, FD_NONE);
     int r = real_close(fd);
     // Threads of this process waiting on it in accept()/recv() learn that it is gone (EBADF).
     if (shared) wake_local();
     ErrnoGuard keep;
+    if (namelen) send_msg(MSG_CLOSED, 0, 0, reinterpret_cast<sockaddr *>(&name), namelen, -1);
     forget(prev);
     return r;
 }
@@ -89,6 +100,7 @@ int visible_flags(int real, uint8_t st) {
 }
 
 int policy_fcntl(int fd, int cmd, void *arg) {
+    if (cmd == F_SETLK || cmd == F_OFD_SETLK) return policy_setlk(fd, cmd, arg); // guards.cc
     uint8_t st = fd_state(fd);
     if (st == FD_NONE || !owner()) return real_fcntl(fd, cmd, arg);
     uint8_t kind = st & kKindMask;

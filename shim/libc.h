@@ -38,6 +38,8 @@
     X(int, execvp, (const char *p, char *const *a), (p, a))                                           \
     X(int, execvpe, (const char *p, char *const *a, char *const *e), (p, a, e))                       \
     X(int, fexecve, (int fd, char *const *a, char *const *e), (fd, a, e))                                                    \
+    X(int, kill, (pid_t p, int s), (p, s))                                                            \
+    X(int, flock, (int fd, int op), (fd, op))                                                         \
     X(int, epoll_ctl, (int e, int op, int fd, struct epoll_event *ev), (e, op, fd, ev))              \
     X(int, epoll_wait, (int e, struct epoll_event *ev, int m, int t), (e, ev, m, t))                  \
     X(int, epoll_pwait, (int e, struct epoll_event *ev, int m, int t, const sigset_t *s), (e, ev, m, t, s)) \

@@ -249,8 +249,11 @@ const char *msg_check(const Msg *m, size_t len, int nfds_received) {
     case MSG_CLAIMED:
     case MSG_IDLE:
     case MSG_BINDFAIL:
-    case MSG_ACCEPTING: want = 0; break;
-    case MSG_REGISTER: want = 1; break;
+    case MSG_ACCEPTING:
+    case MSG_CLOSED:
+    case MSG_LOCKED: want = 0; break;
+    case MSG_REGISTER:
+    case MSG_LOCK_HANDOVER: want = 1; break;
     default: return "unknown message type";
     }
     if (nfds_received != want) return "wrong number of descriptors";

@@ -40,6 +40,7 @@ constexpr int kMaxFdNumber = 1 << 20; // largest descriptor number the protocol 
 constexpr int kSlots = 4096;          // processes of one generation that can account connections
 constexpr size_t kCacheLine = 64;
 constexpr uint32_t kMagic = 0x48525354; // "HRST"
+constexpr int kMaxOlder = 16;         // older generations one generation is told of (Shared::older)
 
 // The decoded configuration (the rendezvous' answer, or Shared::exec_state). Immutable once decoded.
 struct Config {
@@ -77,6 +78,12 @@ enum MsgType : uint16_t {
     MSG_IDLE = 4,     // the generation's live connection count fell to zero while draining
     MSG_BINDFAIL = 5, // err = errno of a failed bind() of addr (diagnostics only)
     MSG_ACCEPTING = 6,// the program waits for or accepts connections on a shared socket: its set-up is done
+    MSG_CLOSED = 7,   // this process closed a shared listener (addr: its address); the launcher asks the kernel
+                      // whether any process of the generation still holds it (a probe socket is closed for good)
+    MSG_LOCKED = 8,   // a non-blocking lock on a file failed: process arg (an older generation's) holds it;
+                      // addr: AF_UNIX with the file's path (truncated), for the rollback message
+    MSG_LOCK_HANDOVER = 9, // carries one fd: an --instance-lock file whose flock() an older generation holds was
+                      // answered as taken; the launcher takes the lock on that open file once it is free
 };
 
 struct Msg {
@@ -126,6 +133,14 @@ struct Shared {
         std::atomic<int32_t> pid;   // 0: free
         std::atomic<int32_t> conns; // that process's live connections (and reservations)
     } slots[kSlots];
+    // Older generations of the same launcher that are still running (their main process is not reaped),
+    // written by the launcher before this generation starts and cleared as they exit: kill(pid, 0) of one of
+    // them, or of a process of its group, answers ESRCH in this generation (single-instance guards). start
+    // is the process's start time (field 22 of /proc/PID/stat), so that a reused pid never matches.
+    struct Older {
+        std::atomic<int32_t> pid;   // 0: free
+        std::atomic<uint64_t> start;
+    } older[kMaxOlder];
     // Written by the main process just before it execs (NUL-terminated configuration text: its inherited
     // and own sockets as numbered in the new image), read and cleared by the new image's shim. The launcher
     // never reads it.

@@ -50,6 +50,7 @@ bool adopt(int i, int fd) {
     // fd is closed and another thread's open() could take the number.
     if (real_dup3(src, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) return false;
     share_socket(fd, flflags, in.key.type == SOCK_DGRAM ? FD_DGRAM : FD_LISTENER);
+    if (in.key.type != SOCK_DGRAM) g.unreported.fetch_add(1);
     in.prog_fd.store(fd);
     in.fd.store(-1);
     g.table.set(src, FD_NONE);
@@ -87,6 +88,18 @@ int policy_bind(int fd, const sockaddr *addr, socklen_t len) {
             }
             g.inherited[i].claimed.store(0);
         }
+        // A generation drained for good that binds an address it shared again (a master restarting a
+        // child while it stops) would get EADDRINUSE: a newer generation holds the socket. It accepts and
+        // receives nothing any more, so the socket it gets need not be bound: it stays the program's own,
+        // unbound, and is treated as a shared one (accept() waits as on an idle socket, listen() is a no-op).
+        if (g.acct.shared && g.acct.shared->draining.load(std::memory_order_seq_cst) == kDraining && known_key(key)) {
+            int flflags = real_fcntl(fd, F_GETFL, nullptr);
+            if (flflags >= 0) {
+                share_socket(fd, flflags, type == SOCK_DGRAM ? FD_DGRAM : FD_LISTENER);
+                HR_DEBUG("bind(%d): draining: given a stand-in for a shared address", fd);
+                return 0;
+            }
+        }
     }
     int r = real_bind(fd, addr, len);
     if (r < 0) {
@@ -99,6 +112,7 @@ int policy_bind(int fd, const sockaddr *addr, socklen_t len) {
         if (flflags >= 0) {
             share_socket(fd, flflags, FD_DGRAM);
             add_shared_unix_path(key);
+            remember_key(key);
             send_msg(MSG_REGISTER, 0, 0, nullptr, 0, fd);
         }
     }
@@ -119,7 +133,10 @@ int policy_listen(int fd, int backlog) {
             Inherited &in = g.inherited[i];
             if (in.prog_fd.load() != fd) continue;
             int expected = 0;
-            if (in.reported.compare_exchange_strong(expected, 1)) send_msg(MSG_CLAIMED, i, 0, nullptr, 0, -1);
+            if (in.reported.compare_exchange_strong(expected, 1)) {
+                g.unreported.fetch_sub(1);
+                send_msg(MSG_CLAIMED, i, 0, nullptr, 0, -1);
+            }
         }
         return 0;
     }
@@ -141,6 +158,13 @@ int policy_listen(int fd, int backlog) {
     if (flflags < 0) return r;
     share_socket(fd, flflags, FD_LISTENER);
     add_shared_unix_path(key);
+    if (ss.ss_family == AF_INET6) { // the key a later bind() of this address makes includes V6ONLY
+        int v6only = 0;
+        socklen_t vl = sizeof v6only;
+        if (real_getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &vl) == 0)
+            key_from_sockaddr(reinterpret_cast<sockaddr *>(&ss), sl, type, v6only, &key);
+    }
+    remember_key(key);
     send_msg(MSG_REGISTER, 0, 0, nullptr, 0, fd);
     HR_DEBUG("listen(%d): registered with the launcher", fd);
     return r;

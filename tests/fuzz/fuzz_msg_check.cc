@@ -2,7 +2,8 @@
 // socket, then what the launcher does with the address of a record that passes (MSG_BINDFAIL: its socket
 // key, formatted for the log). Input: one byte for the number of descriptors that came with the record
 // (0..3), then the record. Properties: no crash or undefined behaviour; an accepted record has the exact
-// size, a known type, an address length within the record and, for MSG_CLAIMED, an index in range.
+// size, a known type, the descriptor count its type requires (one for MSG_REGISTER and MSG_LOCK_HANDOVER),
+// an address length within the record and, for MSG_CLAIMED, an index in range.
 #include "addr.h"
 #include "protocol.h"
 
@@ -24,8 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *bad = msg_check(&m, len, nfds);
     if (bad) return 0;
     if (len != sizeof(Msg) || m.addrlen > sizeof(m.addr) || m.magic != kMagic) abort();
-    if (m.type < MSG_HELLO || m.type > MSG_ACCEPTING) abort();
-    if ((m.type == MSG_REGISTER) != (nfds == 1) || (m.type != MSG_REGISTER && nfds != 0)) abort();
+    if (m.type < MSG_HELLO || m.type > MSG_LOCK_HANDOVER) abort();
+    const bool carries_fd = m.type == MSG_REGISTER || m.type == MSG_LOCK_HANDOVER;
+    if (carries_fd != (nfds == 1) || (!carries_fd && nfds != 0)) abort();
     if (m.type == MSG_CLAIMED && (m.arg < 0 || m.arg >= kMaxInherited)) abort();
     SockKey k;
     char name[160];

@@ -24,6 +24,8 @@ RUN_SH = {
     "memcached": ("/usr/bin/memcached", "memcached", free_port),
     "node": (shutil.which("node") or shutil.which("nodejs") or "/usr/bin/node", "nodejs", free_port),
     "nginx": ("/usr/sbin/nginx", "nginx-light", dual_stack_port),
+    "apache2": ("/usr/sbin/apache2", "apache2", free_port),
+    "haproxy": ("/usr/sbin/haproxy", "haproxy", free_port),
 }
 
 

@@ -1,5 +1,6 @@
 """Real, unmodified servers under hotrestart: nginx (master + workers, also with reuseport), redis (TCP and a
-unix socket), Python's http.server, Node.js (http and cluster) and memcached (TCP and UDP on one port).
+unix socket), Python's http.server, Node.js (http and cluster), memcached (TCP and UDP on one port), apache2
+(prefork, with its pid-file guard) and haproxy (which skips listen() on a socket that already listens).
 
 Each test starts the server from its Debian package on an ephemeral port in a scratch directory, drives it
 with client threads that open a new connection (or a new UDP socket) per request in the server's own
@@ -37,6 +38,9 @@ PER_GEN = 10             # replies each new generation must have served before t
 NGINX = "/usr/sbin/nginx"
 REDIS = "/usr/bin/redis-server"
 MEMCACHED = "/usr/bin/memcached"
+APACHE = "/usr/sbin/apache2"
+APACHE_MODULES = "/usr/lib/apache2/modules"
+HAPROXY = "/usr/sbin/haproxy"
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
 NODE_SERVER = os.path.join(EXAMPLES, "node", "server.js")
 NODE_CLUSTER = os.path.join(EXAMPLES, "node", "cluster.js")
@@ -582,3 +586,144 @@ def test_memcached(workdir, launch, load):
     assert_reloads_clean(hr, RELOADS)
     stop_cleanly(hr, tcp=[("127.0.0.1", port)])
     stats.done(hr, RELOADS, ld, "requests %r" % ld.by_pid)
+
+
+# --------------------------------------------------------------------------------------------------------
+# apache2: prefork MPM, `-k start -DFOREGROUND` (which refuses to start while the process its PidFile names
+# is alive: the older generation must not count), graceful stop WINCH. A CGI script names the child that
+# runs it and its process group (the generation's main pid).
+
+
+def apache_config(d, port):
+    user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+    return """\
+ServerRoot {d}
+ServerName localhost
+Listen 127.0.0.1:{port}
+PidFile {d}/apache2.pid
+ErrorLog {d}/error.log
+LogLevel warn
+LoadModule mpm_prefork_module {m}/mod_mpm_prefork.so
+LoadModule authz_core_module {m}/mod_authz_core.so
+LoadModule alias_module {m}/mod_alias.so
+LoadModule cgi_module {m}/mod_cgi.so
+{user}StartServers 2
+MinSpareServers 2
+MaxSpareServers 4
+KeepAlive Off
+DocumentRoot {d}
+ScriptAlias /pid {d}/pid.cgi
+<Directory {d}>
+    AllowOverride None
+    Require all granted
+</Directory>
+""".format(d=d, port=port, m=APACHE_MODULES, user=user)
+
+
+APACHE_CGI = """#!/bin/sh
+printf 'Content-Type: text/plain\\r\\n\\r\\npid=%s pgrp=%s\\n' "$PPID" "$(cut -d' ' -f5 /proc/$$/stat)"
+"""
+
+
+def apache_errors(d):
+    """[error], [crit], [alert] and [emerg] lines of apache's error.log (its levels read "[module:level]")."""
+    with open(os.path.join(d, "error.log"), errors="replace") as f:
+        return [l for l in f.read().splitlines() if re.search(r"\[[a-z_0-9]+:(error|crit|alert|emerg)\]", l)]
+
+
+def apache_pgrp(port):
+    body = http_get(port, "/pid", timeout=REQUEST_TIMEOUT)
+    m = re.search(r"pid=(\d+) pgrp=(\d+)", body)
+    if not m:
+        raise IOError("bad CGI reply: %r" % body[:200])
+    return int(m.group(2))
+
+
+def test_apache2(workdir, launch, load):
+    need(APACHE, "apache2")
+    stats = Stats("apache2 prefork")
+    port = free_port()
+    conf = os.path.join(workdir, "apache2.conf")
+    with open(conf, "w") as f:
+        f.write(apache_config(workdir, port))
+    cgi = os.path.join(workdir, "pid.cgi")
+    with open(cgi, "w") as f:
+        f.write(APACHE_CGI)
+    os.chmod(cgi, 0o755)
+    hr = launch([APACHE, "-k", "start", "-f", conf, "-DFOREGROUND"],
+                options=["-v", "--stop-signal", "WINCH", "--ready-timeout", "20"], cwd=workdir)
+    hr.wait_ready(1)
+    wait_until(quietly(lambda: apache_pgrp(port) == hr.gen_pids[1]), 10, "apache2 to answer")
+    ld = load(port, threads=CLIENTS, request=lambda: apache_pgrp(port), max_seconds=LOAD_SECONDS)
+    ld.wait_served_by(lambda p: p == hr.gen_pids[1], count=PER_GEN)
+    for _ in range(RELOADS):
+        gen = reload_and_check_old_gone(hr)
+        ld.wait_served_by(lambda p, g=gen: p == hr.gen_pids[g], count=PER_GEN)
+    ld.stop()
+
+    assert_load_clean(ld, RELOADS)
+    served = {g for g, p in hr.gen_pids.items() if p in ld.by_pid}
+    assert served == set(range(1, RELOADS + 2)), "replies from gens %s" % sorted(served)
+    assert "already running" not in hr.log(), hr.log()
+    assert_reloads_clean(hr, RELOADS)
+    with open(os.path.join(workdir, "apache2.pid")) as f:
+        assert int(f.read()) == hr.gen_pids[RELOADS + 1], "apache2.pid names the serving generation"
+    stop_cleanly(hr, tcp=[("127.0.0.1", port)])
+    assert apache_errors(workdir) == [], "apache's error.log"
+    stats.done(hr, RELOADS, ld, "%d generations answered" % len(served))
+
+
+# --------------------------------------------------------------------------------------------------------
+# haproxy: `-db` (foreground), graceful stop USR1. haproxy asks SO_ACCEPTCONN after bind() and calls
+# listen() only on a socket that does not listen yet. Replies name the generation ($HOTRESTART_GENERATION).
+
+
+def haproxy_config(port):
+    return """\
+global
+    maxconn 256
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind 127.0.0.1:{port}
+    http-request return status 200 content-type text/plain lf-string "gen=%[env(HOTRESTART_GENERATION)]\\n"
+""".format(port=port)
+
+
+def haproxy_gen(port):
+    body = http_get(port, "/", timeout=REQUEST_TIMEOUT)
+    m = re.match(r"gen=(\d+)\n", body)
+    if not m:
+        raise IOError("bad reply: %r" % body[:200])
+    return int(m.group(1))
+
+
+def test_haproxy(workdir, launch, load):
+    need(HAPROXY, "haproxy")
+    stats = Stats("haproxy")
+    port = free_port()
+    conf = os.path.join(workdir, "haproxy.cfg")
+    with open(conf, "w") as f:
+        f.write(haproxy_config(port))
+    hr = launch([HAPROXY, "-db", "-f", conf], options=["-v", "--stop-signal", "USR1", "--ready-timeout", "20"],
+                cwd=workdir)
+    hr.wait_ready(1)
+    wait_until(quietly(lambda: haproxy_gen(port) == 1), 10, "haproxy to answer")
+    ld = load(port, threads=CLIENTS, request=lambda: haproxy_gen(port), max_seconds=LOAD_SECONDS)
+    ld.wait_served_by(lambda g: g == 1, count=PER_GEN)
+    for _ in range(RELOADS):
+        gen = reload_and_check_old_gone(hr)
+        ld.wait_served_by(lambda g, n=gen: g == n, count=PER_GEN)
+    ld.stop()
+
+    assert_load_clean(ld, RELOADS)
+    assert set(ld.by_pid) == set(range(1, RELOADS + 2)), "replies from gens %s" % sorted(ld.by_pid)
+    assert_reloads_clean(hr, RELOADS)
+    assert re.search(r"gen %d took over 127\.0\.0\.1:%d" % (RELOADS + 1, port), hr.log()), hr.log()
+    stop_cleanly(hr, tcp=[("127.0.0.1", port)])
+    alerts = [l for l in hr.log().splitlines() if l.startswith("[ALERT]")]
+    assert alerts == [], "haproxy alerts: %s" % alerts
+    stats.done(hr, RELOADS, ld, "%d generations answered" % len(ld.by_pid))

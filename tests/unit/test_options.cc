@@ -163,6 +163,20 @@ void test_chdir_option(void **) {
     assert_int_equal(parse({"--chdir"}, &o, &msg), PARSE_ERROR);
 }
 
+void test_instance_lock_option(void **) {
+    Options o;
+    std::string msg;
+    assert_int_equal(parse({"--instance-lock", "run/app.lock", "--instance-lock=/var/lock/app", "--", "srv"}, &o, &msg),
+                     PARSE_RUN);
+    assert_int_equal(o.instance_locks.size(), 2);
+    assert_string_equal(o.instance_locks[0].c_str(), "run/app.lock");
+    assert_string_equal(o.instance_locks[1].c_str(), "/var/lock/app");
+    assert_int_equal(parse({"--instance-lock=", "--", "srv"}, &o, &msg), PARSE_ERROR);
+    assert_true(has(msg, "--instance-lock"));
+    assert_int_equal(parse({"--instance-lock", "a\nb", "--", "srv"}, &o, &msg), PARSE_ERROR);
+    assert_true(has(msg, "newline"));
+}
+
 void test_pid_file_check(void **) {
     char dir[] = "/tmp/hr-pidfile-XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -224,6 +238,7 @@ int main(void) {
         cmocka_unit_test(test_stop_signal_option),
         cmocka_unit_test(test_pid_file_check),
         cmocka_unit_test(test_chdir_option),
+        cmocka_unit_test(test_instance_lock_option),
         cmocka_unit_test(test_reload_options),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);

@@ -359,7 +359,7 @@ Msg make_msg(uint16_t type) {
 
 void test_msg_valid(void **) {
     const uint16_t zero_fd_types[] = {hr::MSG_HELLO, hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL,
-                                      hr::MSG_ACCEPTING};
+                                      hr::MSG_ACCEPTING, hr::MSG_CLOSED, hr::MSG_LOCKED};
     for (uint16_t t : zero_fd_types) {
         Msg m = make_msg(t);
         const char *why = hr::msg_check(&m, sizeof m, 0);
@@ -367,6 +367,9 @@ void test_msg_valid(void **) {
     }
     Msg r = make_msg(hr::MSG_REGISTER);
     assert_null(hr::msg_check(&r, sizeof r, 1));
+    Msg h = make_msg(hr::MSG_LOCK_HANDOVER);
+    assert_null(hr::msg_check(&h, sizeof h, 1));
+    assert_non_null(hr::msg_check(&h, sizeof h, 0));
     Msg c = make_msg(hr::MSG_CLAIMED);
     c.arg = hr::kMaxInherited - 1;
     assert_null(hr::msg_check(&c, sizeof c, 0));
@@ -392,7 +395,7 @@ void test_msg_bad_magic_version_type(void **) {
     assert_non_null(hr::msg_check(&m, sizeof m, 0));
     m.version = 0;
     assert_non_null(hr::msg_check(&m, sizeof m, 0));
-    const uint16_t bad_types[] = {0, 7, 8, 0x100, 0xffff};
+    const uint16_t bad_types[] = {0, 10, 11, 0x100, 0xffff};
     for (uint16_t t : bad_types) {
         m = make_msg(t);
         assert_non_null(hr::msg_check(&m, sizeof m, 0));
@@ -406,7 +409,8 @@ void test_msg_fd_counts(void **) {
     assert_non_null(hr::msg_check(&r, sizeof r, 2));
     Msg h = make_msg(hr::MSG_HELLO);
     assert_non_null(hr::msg_check(&h, sizeof h, 1));
-    const uint16_t zero_fd_types[] = {hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL, hr::MSG_ACCEPTING};
+    const uint16_t zero_fd_types[] = {hr::MSG_CLAIMED, hr::MSG_IDLE, hr::MSG_BINDFAIL, hr::MSG_ACCEPTING,
+                                      hr::MSG_CLOSED, hr::MSG_LOCKED};
     for (uint16_t t : zero_fd_types) {
         Msg m = make_msg(t);
         assert_non_null(hr::msg_check(&m, sizeof m, 1));

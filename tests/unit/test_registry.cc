@@ -116,6 +116,23 @@ void test_global_bound(void **) {
     assert_true(closed(fd));
 }
 
+// A socket one generation closed for good is closed at once unless another generation uses it.
+void test_closed_by(void **) {
+    Registry reg;
+    const AddResult a = reg.add(tcp_listener(), 1, getpid());
+    assert_non_null(a.added);
+    const uint64_t id = a.added->id;
+    const int fd = a.added->fd;
+    reg.mark_used(id, 2);
+    assert_false(reg.closed_by(id, 1)); // gen 2 still uses it
+    assert_non_null(reg.find(id));
+    assert_false(closed(fd));
+    assert_true(reg.closed_by(id, 2));
+    assert_null(reg.find(id));
+    assert_true(closed(fd));
+    assert_false(reg.closed_by(id, 2)); // unknown id: nothing happens
+}
+
 void test_not_a_listener_is_refused(void **) {
     Registry reg;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -363,6 +380,7 @@ int main() {
     const CMUnitTest tests[] = {
         cmocka_unit_test(test_generation_bound_closes_what_it_refuses),
         cmocka_unit_test(test_global_bound),
+        cmocka_unit_test(test_closed_by),
         cmocka_unit_test(test_not_a_listener_is_refused),
         cmocka_unit_test(test_names_are_escaped),
         cmocka_unit_test(test_relative_path_removed_where_bound),
