@@ -10,9 +10,11 @@
 #include "genstate.h"
 #include "options.h"
 #include "procs.h"
+#include "progkind.h"
 #include "protocol.h"
 #include "registry.h"
 #include "report.h"
+#include "runas.h"
 #include "sentinel.h"
 
 #include <deque>
@@ -23,6 +25,9 @@
 #include <vector>
 
 namespace hr {
+
+struct SpawnRequest;
+struct SpawnResult;
 
 struct Gen {
     int n = 0;
@@ -75,6 +80,9 @@ struct Gen {
     int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
     bool idle_hint = false;      // MSG_IDLE received this loop turn
     WarnLimit warn;              // for the warnings its processes can cause at will
+    // A program the shim cannot run in (static, setuid/setgid, file capabilities): no private
+    // descriptors, sockets by convention only, drained by its own stop signal.
+    bool shimless = false;
 };
 
 class Supervisor {
@@ -122,9 +130,17 @@ private:
     void release(Gen &g);
     void write_pid_file();
     void remove_pid_file();
+    bool take_given_sockets();
+    void add_conventional(Gen &g, SpawnRequest *req);
+    Gen *start_shimless(std::unique_ptr<Gen> g);
+    Gen *started(std::unique_ptr<Gen> g, const SpawnResult &r);
+    void drain_shimless(Gen &g);
+    std::string shimless_refusal(const ProgInfo &p) const;
 
     Options opts_;
     std::string shim_;
+    RunAs runas_;                 // --user
+    std::string start_refused_;   // why the last start_generation() refused to start the program
     Registry registry_;
     Control control_;
     Sentinel sentinel_;
