@@ -263,3 +263,18 @@ def test_reload_into_a_static_program_is_refused(launch, load, tmp_path):
     assert st["serving"]["pid"] == pid1 and st["listeners"] == ["127.0.0.1:%d" % port], st
     assert len(hr.gen_pids) == 1
     assert hr.stop() == 0
+
+
+def test_program_with_the_shim_is_unaffected(launch):
+    """A dynamic program gets the conventions too, but the shim has taken descriptors 3.. as its inherited
+    sockets and unset the variables before the program ran: the program sees none of them, its own socket()
+    gets descriptor 3 as without the launcher, and its bind() adopts the registry's socket (one socket)."""
+    port = free_port()
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers", "envserver.py")
+    hr = launch(["/usr/bin/python3", server, "--port", str(port)], options=["--listen", "127.0.0.1:%d" % port])
+    pid1 = hr.wait_ready(1)
+    assert environ_of(pid1)["LISTEN_FDS"] == "1"  # what it was exec'd with
+    body = http_get(port)
+    assert body == ("pid=%d fd=3 LISTEN_PID=- LISTEN_FDS=- LISTEN_FDNAMES=- SERVER_STARTER_PORT=-\n" % pid1), body
+    assert "gen 1 listening on" not in hr.log()  # adopted, not a socket of its own
+    assert hr.stop() == 0
