@@ -129,17 +129,15 @@ Gen *Supervisor::start_generation(int reload) {
     const std::string path = prog_resolve(opts_.argv[0], opts_.chdir);
     const ProgInfo prog = path.empty() ? ProgInfo()
                           : prog_classify(path, runas_.set ? runas_.uid : getuid(), runas_.set ? runas_.gid : getgid());
-    if (prog_shimless(prog.kind)) {
-        start_refused_ = shimless_refusal(prog);
-        if (!start_refused_.empty()) {
-            logf("error: %s", start_refused_.c_str());
-            return nullptr;
-        }
-    }
     auto g = std::make_unique<Gen>();
     g->n = ++gen_counter_;
     g->reload = reload;
     if (prog_shimless(prog.kind)) {
+        if (std::string why = shimless_refusal(prog); !why.empty()) {
+            start_refused_ = "was refused: " + why;
+            logf("error: gen %d %s", g->n, start_refused_.c_str());
+            return nullptr;
+        }
         g->shimless = true;
         logf("gen %d: %s is %s: the shim cannot run in it; it gets its sockets by LISTEN_FDS and "
              "SERVER_STARTER_PORT and is stopped by %s once a newer generation is ready", g->n,
@@ -365,8 +363,7 @@ std::string Supervisor::shimless_refusal(const ProgInfo &p) const {
     if (ready_ok && sockets_ok) return "";
     std::string add = !ready_ok ? "--ready notify (it sends READY=1) or --ready SEC" : "";
     if (!sockets_ok) add += std::string(add.empty() ? "" : ", and ") + "--listen ADDR (or socket activation) for the sockets it reads from LISTEN_FDS";
-    return "refusing to start " + escape_text(p.path) + ": it is " + prog_kind_text(p.kind) +
-           ", which the shim cannot run in: add " + add;
+    return escape_text(p.path) + " is " + prog_kind_text(p.kind) + ", which the shim cannot run in: add " + add;
 }
 
 std::string Supervisor::unclaimed(const Gen &g) const {

@@ -231,11 +231,11 @@ def test_static_program_without_options_is_refused():
                        stderr=subprocess.PIPE, timeout=30)
     err = p.stderr.decode()
     assert p.returncode == 125, err
-    lines = [l for l in err.splitlines() if "refusing" in l]
+    lines = [l for l in err.splitlines() if "refused" in l]
     assert len(lines) == 1 and lines[0].endswith(
-        "it is a static executable (no ELF interpreter), which the shim cannot run in: add --ready notify (it "
-        "sends READY=1) or --ready SEC, and --listen ADDR (or socket activation) for the sockets it reads "
-        "from LISTEN_FDS"), err
+        "error: gen 1 was refused: %s is a static executable (no ELF interpreter), which the shim cannot run "
+        "in: add --ready notify (it sends READY=1) or --ready SEC, and --listen ADDR (or socket activation) for "
+        "the sockets it reads from LISTEN_FDS" % STATIC), err
     assert "gen 1 started" not in err
 
 
