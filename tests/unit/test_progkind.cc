@@ -25,6 +25,7 @@ extern "C" {
 #include <vector>
 
 #include "listen.h"
+#include "options.h"
 #include "progkind.h"
 
 using namespace hr;
@@ -170,6 +171,31 @@ void test_convention_variables(void **) {
     assert_string_equal(env[2].c_str(), "SERVER_STARTER_PORT=127.0.0.1:8080=3;[::1]:8080=5");
 }
 
+ParseResult parse(std::vector<const char *> args, Options *o, std::string *msg) {
+    static char *argv[32];
+    int argc = 0;
+    argv[argc++] = const_cast<char *>("hotrestart");
+    for (const char *a : args) argv[argc++] = const_cast<char *>(a);
+    argv[argc] = nullptr;
+    return parse_options(argc, argv, o, msg);
+}
+
+void test_listen_and_user_options(void **) {
+    Options o;
+    std::string msg;
+    assert_int_equal(parse({"--listen", "127.0.0.1:80", "--listen=[::]:80", "--user", "www-data:www", "--", "srv"},
+                           &o, &msg), PARSE_RUN);
+    assert_int_equal(o.listen.size(), 2);
+    assert_string_equal(o.listen[1].c_str(), "[::]:80");
+    assert_string_equal(o.user.c_str(), "www-data:www");
+    Options bad;
+    assert_int_equal(parse({"--listen", "localhost:80", "--", "srv"}, &bad, &msg), PARSE_ERROR);
+    assert_true(msg.rfind("invalid --listen 'localhost:80': expected HOST:PORT", 0) == 0);
+    assert_int_equal(parse({"--user", "nobody:", "--", "srv"}, &bad, &msg), PARSE_ERROR);
+    assert_string_equal(msg.c_str(), "invalid --user 'nobody:': expected USER or USER:GROUP");
+    assert_int_equal(parse({"--user", "", "--", "srv"}, &bad, &msg), PARSE_ERROR);
+}
+
 } // namespace
 
 int main() {
@@ -181,6 +207,7 @@ int main() {
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_listen_addresses),
         cmocka_unit_test(test_convention_variables),
+        cmocka_unit_test(test_listen_and_user_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
