@@ -15,7 +15,8 @@ import threading
 
 import pytest
 
-from conftest import BUILD, LAUNCHER, TESTSERVER, Launcher, free_port, http_get, pid_alive, reply_pid, server_argv
+from conftest import (BUILD, LAUNCHER, TESTSERVER, Launcher, free_port, http_get, line_time, pid_alive, reply_pid,
+                      server_argv)
 
 STATIC = os.path.join(BUILD, "staticserver")
 
@@ -237,6 +238,62 @@ def test_static_program_without_options_is_refused():
         "in: add --ready notify (it sends READY=1) or --ready SEC, and --listen ADDR (or socket activation) for "
         "the sockets it reads from LISTEN_FDS" % STATIC), err
     assert "gen 1 started" not in err
+
+
+def _setuid_copy(path):
+    if os.geteuid() != 0:
+        pytest.skip("making a set-user-ID file of another user needs root")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(path, 0o4755)
+    return "setuid or setgid (a secure execution)"
+
+
+def _caps_copy(path):
+    cap = (0x02000001).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") + bytes(12)
+    try:
+        os.setxattr(path, "security.capability", cap)  # cap_net_bind_service=ep
+    except OSError as e:
+        pytest.skip("unable to set file capabilities here: %s" % e)
+    return "a program with file capabilities (a secure execution)"
+
+
+@pytest.mark.parametrize("make", [_setuid_copy, _caps_copy], ids=["setuid", "capabilities"])
+def test_secure_execution_is_known_before_exec(tmp_path, make):
+    """A dynamic program that would run as a secure execution (the loader ignores LD_PRELOAD) is named
+    for what it is, before exec, and refused without what it needs."""
+    prog = str(tmp_path / "server")
+    shutil.copy(TESTSERVER, prog)
+    kind = make(prog)
+    p = subprocess.run([LAUNCHER, "--", prog], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode()
+    assert p.returncode == 125, err
+    assert "error: gen 1 was refused: %s is %s, which the shim cannot run in: add --ready notify" % (prog, kind) in err
+
+
+def test_stop_signal_ignored_means_sigkill_after_drain_and_kill_timeouts(launch):
+    """An old generation without the shim gets its stop signal once, when the new one is ready; one that
+    ignores it is killed --drain-timeout + --kill-timeout later, not before."""
+    port = free_port()
+    hr = launch([STATIC, "--ignore-term"], options=["--listen", "127.0.0.1:%d" % port, "--ready", "notify",
+                                                    "--drain-timeout", "0.4", "--kill-timeout", "0.4"])
+    pid1 = hr.wait_ready(1)
+    since = hr.mark()
+    os.kill(hr.pid, signal.SIGHUP)
+    sent = hr.wait_for(r"gen 1 draining: sending SIGTERM to process group %d \(its own graceful stop; SIGKILL "
+                       r"after 0\.8 s\)" % pid1, since=since)
+    killed = hr.wait_for(r"gen 1: still running 0\.4 s after SIGTERM; sending SIGKILL", since=since)
+    hr.wait_for(r"gen 1 gone", since=since)
+    log = hr.log()
+    assert log.count("sending SIGTERM to process group %d" % pid1) == 1, log  # never twice
+    t_sent, t_killed = line_time(sent.string), line_time(killed.string)
+    assert 0.8 <= t_killed - t_sent < 5, log
+    assert not pid_alive(pid1)
+    assert reply_pid(http_get(port)) == hr.gen_pids[2]
+    # The final stop shuts the socket down: gen 2, deaf to SIGTERM, sees its listener stop and exits 0.
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
 
 
 def test_reload_into_a_static_program_is_refused(launch, load, tmp_path):

@@ -3,7 +3,7 @@
  * shim can never run in it. It binds nothing: it takes its listening sockets by convention, as Go and
  * other static servers do, and says when it is ready itself.
  *
- *   staticserver [--starter] [--tag TAG] [ANY OTHER ARGUMENT IS IGNORED]
+ *   staticserver [--starter] [--ignore-term] [--tag TAG] [ANY OTHER ARGUMENT IS IGNORED]
  *
  * Sockets: LISTEN_FDS descriptors from 3 up, used only when LISTEN_PID is its own pid (systemd's rule);
  * with --starter, the descriptors SERVER_STARTER_PORT names instead ("127.0.0.1:8080=3;[::1]:8080=4").
@@ -12,7 +12,8 @@
  * Every reply (HTTP/1.0 200, Connection: close) has the body
  *   pid=<pid> tag=<tag> uid=<uid> via=<listen_fds|starter> fds=<n>
  * SIGTERM: a graceful stop: it stops accepting, finishes the connection it is serving and exits 0 (the
- * connections still queued are the next generation's: the listening socket is shared).
+ * connections still queued are the next generation's: the listening socket is shared). --ignore-term: it
+ * ignores SIGTERM (a server that never stops by itself).
  *
  * gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -static -o build/staticserver staticserver.c
  */
@@ -112,15 +113,16 @@ static void serve(int c, const char *tag, const char *via, int nfds) {
 
 int main(int argc, char **argv) {
     const char *tag = "static";
-    int starter = 0;
+    int starter = 0, ignore_term = 0;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--starter") == 0) starter = 1;
+        else if (strcmp(argv[i], "--ignore-term") == 0) ignore_term = 1;
         else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc) tag = argv[++i];
     }
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
+    sa.sa_handler = ignore_term ? SIG_IGN : on_term;
     sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: a blocked accept() returns EINTR */
     sigset_t term, none;
     sigemptyset(&term);
