@@ -318,7 +318,7 @@ void Supervisor::pause(Gen &g, bool for_report) {
     }
     g.paused_ms = now_ms();
     int live = g.shm ? g.shm->conns.load() : 0;
-    g.conns_at_pause = live < 0 ? 0 : live;
+    g.conns_at_pause = g.shimless ? -1 : live < 0 ? 0 : live; // without the shim nobody counts them
     if (for_report && current_) {
         g.drain_reload = current_->number;
         current_->drained_connections = g.conns_at_pause;

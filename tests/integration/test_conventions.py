@@ -7,6 +7,7 @@ Every wait is on an event (a launcher log line, a reply, a process exit) with a 
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -162,6 +163,8 @@ def test_static_server_reloaded_under_load(launch, load, via):
         pids.append(hr.gen_pids[gen])
         ld.wait_served_by(lambda p, want=pids[-1]: p == want, count=5)
     ld.stop()
+    # Nobody counts a program's connections without the shim: the report says so (no number).
+    assert re.search(r"reload 10: gen 11 \(pid \d+\) serving; ready in \d+ ms$", hr.log(), re.M), hr.log()
     assert ld.failures == [], "%d of %d requests failed: %s" % (len(ld.failures), ld.ok + len(ld.failures),
                                                                ld.failures[:5])
     assert set(pids) <= set(ld.by_pid), ld.by_pid
