@@ -267,7 +267,9 @@ Gen *Supervisor::started(std::unique_ptr<Gen> g, const SpawnResult &r) {
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
     if (r.error == 0) logf("gen %d started (pid %d)", g->n, int(g->pid));
-    else logf("error: unable to %s '%s': %s", r.what, escape_text(opts_.argv[0]).c_str(), strerror(r.error));
+    else logf("error: unable to %s '%s': %s%s", r.what, escape_text(opts_.argv[0]).c_str(), strerror(r.error),
+              r.error == EPERM && strstr(r.what, "--user") ? " (only a launcher with root, or CAP_SETUID and "
+                                                             "CAP_SETGID, can run generations as another user)" : "");
     gens_.push_back(std::move(g));
     return gens_.back().get();
 }

@@ -338,3 +338,18 @@ def test_program_with_the_shim_is_unaffected(launch):
     assert body == ("pid=%d fd=3 LISTEN_PID=- LISTEN_FDS=- LISTEN_FDNAMES=- SERVER_STARTER_PORT=-\n" % pid1), body
     assert "gen 1 listening on" not in hr.log()  # adopted, not a socket of its own
     assert hr.stop() == 0
+
+
+def test_user_without_privilege_is_one_clear_line():
+    """A launcher that may not change identity says so, and what would, instead of starting the program as
+    itself."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the launcher as nobody")
+    p = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", LAUNCHER,
+                        "--user", "root", "--", "/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode()
+    assert p.returncode == 126, err
+    assert err.rstrip().endswith("error: unable to switch to the --user of '/bin/true': Operation not permitted "
+                                 "(only a launcher with root, or CAP_SETUID and CAP_SETGID, can run generations "
+                                 "as another user)"), err
