@@ -291,7 +291,7 @@ def test_stop_signal_ignored_means_sigkill_after_drain_and_kill_timeouts(launch)
     log = hr.log()
     assert log.count("sending SIGTERM to process group %d" % pid1) == 1, log  # never twice
     t_sent, t_killed = line_time(sent.string), line_time(killed.string)
-    assert 0.8 <= t_killed - t_sent < 5, log
+    assert 0.75 <= t_killed - t_sent < 5, log  # log lines have millisecond timestamps
     assert not pid_alive(pid1)
     assert reply_pid(http_get(port)) == hr.gen_pids[2]
     # The final stop shuts the socket down: gen 2, deaf to SIGTERM, sees its listener stop and exits 0.
