@@ -42,7 +42,8 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
-                launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc \
+                launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc launcher/listen.cc launcher/progkind.cc \
+                launcher/runas.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -54,7 +55,7 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 PYTEST       ?= /usr/bin/python3 -m pytest
 
 .PHONY: all demo check unit integration pytest-examples sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
-all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver
+all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver $(BUILD)/staticserver
 
 # Everything built depends on the flags it was built with: this file changes only when they do.
 FLAGS_NOW = $(subst ','\'',$(CXX) $(HR_CXXFLAGS) | $(LAUNCHER_SAN) | $(SHIM_SAN) | $(CC) $(CFLAGS) | $(LDFLAGS))
@@ -102,9 +103,16 @@ $(BUILD)/fdreport-static: tests/integration/servers/fdreport.c $(FLAGS)
 	@mkdir -p $(BUILD)
 	$(CC) -static -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
+# A server the shim cannot run in (no ELF interpreter), for the tests of programs that get their sockets by
+# convention (LISTEN_FDS, SERVER_STARTER_PORT) and say READY=1 themselves.
+$(BUILD)/staticserver: tests/integration/servers/staticserver.c $(FLAGS)
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -static $(LDFLAGS) -o $@ $<
+
 # Unit tests link the modules they test directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
-                launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc launcher/sdnotify.cc
+                launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc launcher/sdnotify.cc \
+                launcher/listen.cc launcher/progkind.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_SAN) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka

@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include "listen.h"
+
 #include <algorithm>
 #include <errno.h>
 #include <limits.h>
@@ -57,6 +59,10 @@ const char kHelp[] =
     "                         LOCK_NB) of it succeeds while an older generation holds it, and the lock is\n"
     "                         handed over when that one is gone (relative: to the program's directory;\n"
     "                         repeatable)\n"
+    "  --listen ADDR          bind and listen on ADDR before the first generation (repeatable): HOST:PORT,\n"
+    "                         [V6]:PORT, unix:PATH or udp:HOST:PORT; every generation gets it (LISTEN_FDS)\n"
+    "  --user USER[:GROUP]    run every generation as USER (its groups, HOME and USER); the launcher keeps\n"
+    "                         its own identity (e.g. root for --listen on port 80)\n"
     "  --shim PATH            the shim library, checked at start (default: libhotrestart.so next to the\n"
     "                         launcher, then in ../lib/hotrestart/ from there, then in " HR_LIBDIR ")\n"
     "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
@@ -224,7 +230,7 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",
                                                  "--stop-signal", "--kill-timeout", "--shim", "--control",
                                                  "--ready", "--ready-check", "--rollback-window", "--restart", "--chdir",
-                                                 "--instance-lock"};
+                                                 "--instance-lock", "--listen", "--user"};
         bool known = false;
         for (const char *w : with_value) known = known || name == w;
         if (!known) {
@@ -253,6 +259,19 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
                 return PARSE_ERROR;
             }
             o->instance_locks.push_back(value);
+        } else if (name == "--listen") {
+            std::string why;
+            if (!listen_syntax_ok(value, &why)) {
+                *msg = "invalid --listen '" + value + "': " + why;
+                return PARSE_ERROR;
+            }
+            o->listen.push_back(value);
+        } else if (name == "--user") {
+            if (value.empty() || value[0] == ':' || value.back() == ':') {
+                *msg = "invalid --user '" + value + "': expected USER or USER:GROUP";
+                return PARSE_ERROR;
+            }
+            o->user = value;
         } else if (name == "--ready") {
             if (value == "listen") {
                 o->ready = READY_LISTEN;

@@ -41,6 +41,8 @@ struct Options {
     std::string shim;     // empty: next to the launcher, then the installed one
     std::string chdir;    // --chdir DIR: generations start in DIR (entered afresh each time); empty: none
     std::vector<std::string> instance_locks; // --instance-lock PATH (repeatable): flock() guards handed over
+    std::vector<std::string> listen; // --listen ADDR (repeatable), as given; checked by listen_parse()
+    std::string user;     // --user USER[:GROUP]; empty: generations run as the launcher
     int verbose = 0;      // 0..kMaxVerbose: 1 the launcher's detail, 2 the shim's start-up, 3 its tracing
     std::vector<std::string> argv; // PROGRAM ARGS...
 };

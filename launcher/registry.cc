@@ -188,6 +188,16 @@ const Listener *Registry::find(uint64_t id) const {
     return nullptr;
 }
 
+AddResult Registry::add_given(int fd, const std::string &fdname, bool keep_file) {
+    AddResult r = add(fd, 0, getpid());
+    Listener *l = const_cast<Listener *>(r.added);
+    if (l) {
+        l->fdname = fdname;
+        if (keep_file) l->file = SocketFile();
+    }
+    return r;
+}
+
 void Registry::mark_used(uint64_t id, int gen) {
     for (auto &e : items_)
         if (e.id == id) e.users.insert(gen);

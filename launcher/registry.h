@@ -42,6 +42,7 @@ struct Listener {
     std::set<int> users;  // generations that registered or claimed it
     int origin = 0;       // the generation that registered it
     SocketFile file;      // AF_UNIX pathname sockets
+    std::string fdname;   // its LISTEN_FDNAMES entry for generations (socket activation's name; else "unknown")
 };
 
 struct AddResult {
@@ -58,6 +59,9 @@ public:
     AddResult add(int fd, int gen, pid_t pid);
     const Listener *find(uint64_t id) const;
     void mark_used(uint64_t id, int gen);
+    // A socket the launcher itself holds for good (--listen, socket activation): user 0, never pruned.
+    // keep_file: its unix socket file is someone else's (systemd's): never removed.
+    AddResult add_given(int fd, const std::string &fdname, bool keep_file);
     // Closes and forgets sockets that are no longer listening (stream) or became connected (datagram):
     // handing them to a generation would make it refuse them all. Returns their names.
     std::vector<std::string> drop_unusable();

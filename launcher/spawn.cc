@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -30,7 +31,7 @@ bool workdir_usable(SpawnResult *res) {
 // the launcher's systemd hand-over (NOTIFY_SOCKET and socket activation are the launcher's, not the program's).
 bool launcher_only(const char *e) {
     static const char *const names[] = {"HOTRESTART=", "NOTIFY_SOCKET=", "LISTEN_PID=", "LISTEN_FDS=",
-                                        "LISTEN_FDNAMES="};
+                                        "LISTEN_FDNAMES=", "SERVER_STARTER_PORT="};
     for (const char *n : names)
         if (strncmp(e, n, strlen(n)) == 0) return true;
     return false;
@@ -44,12 +45,52 @@ bool overridden(const char *e, const std::vector<std::string> &env) {
     return false;
 }
 
+// Writes n in decimal at p (room for 11 characters and the NUL), async-signal-safe.
+void write_decimal(char *p, int n) {
+    char digits[12];
+    int len = 0;
+    unsigned v = unsigned(n);
+    do {
+        digits[len++] = char('0' + v % 10);
+        v /= 10;
+    } while (v && len < 11);
+    while (len) *p++ = digits[--len];
+    *p = '\0';
+}
+
+// In the child: the registry's sockets to 3, 4..., everything else it inherits (pass_fds, the error
+// pipe) out of their way first. Only fcntl/dup2/close; scratch has room for every descriptor moved.
+void place_conventional(const SpawnRequest &req, std::vector<int> &scratch, Config *cfg, int *errfd) {
+    const int top = 3 + int(req.conv_fds.size());
+    int base = top;
+    for (int fd : req.conv_fds) base = fd >= base ? fd + 1 : base;
+    for (int fd : req.pass_fds) base = fd >= base ? fd + 1 : base;
+    if (*errfd >= base) base = *errfd + 1;
+    int *tmp = scratch.data();
+    for (size_t i = 0; i < req.conv_fds.size(); ++i) tmp[i] = fcntl(req.conv_fds[i], F_DUPFD_CLOEXEC, base);
+    if (*errfd < top) *errfd = fcntl(*errfd, F_DUPFD_CLOEXEC, base);
+    for (int fd : req.pass_fds) {
+        int now = fd;
+        if (fd < top) {
+            now = fcntl(fd, F_DUPFD_CLOEXEC, base);
+            for (int *field : {&cfg->ctl, &cfg->wake, &cfg->shm})
+                if (*field == fd) *field = now;
+        }
+        fcntl(now, F_SETFD, 0);
+    }
+    for (size_t i = 0; i < req.conv_fds.size(); ++i) {
+        dup2(tmp[i], 3 + int(i)); // the copy is not close-on-exec
+        close(tmp[i]);
+    }
+}
+
 // The part every child shares: fork, own process group, PDEATHSIG, exactly pass_fds inherited, original
 // signal state, exec. `hrvar`, if set, is filled with the encoding of cfg in the child (its
 // main_pid is known only there). exec errors travel back on a close-on-exec pipe: EOF means it ran.
 SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *envp, char *hrvar, size_t hrlen,
-                      Config cfg) {
+                      Config cfg, char *pidvar) {
     SpawnResult res;
+    std::vector<int> scratch(req.conv_fds.size() + req.pass_fds.size() + 1); // the child may not allocate
     if (!g_workdir.empty() && !workdir_usable(&res)) return res;
     const char *workdir = g_workdir.empty() ? nullptr : g_workdir.c_str();
     const pid_t launcher = getpid();
@@ -74,16 +115,33 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
         // If the launcher dies, the child is told (systemd/containers kill the rest).
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != launcher) _exit(kExitLauncherError);
-        for (int fd : req.pass_fds) fcntl(fd, F_SETFD, 0);
+        int errfd = errpipe[1];
+        if (!req.conv_fds.empty()) place_conventional(req, scratch, &cfg, &errfd);
+        else
+            for (int fd : req.pass_fds) fcntl(fd, F_SETFD, 0);
+        if (pidvar) write_decimal(pidvar, int(getpid()));
         if (hrvar) {
             cfg.main_pid = getpid();
             config_encode(cfg, hrvar, hrlen);
+        }
+        if (req.runas.set) {
+            // Groups first (they need privilege), the user last. Changing the user clears the parent-death
+            // signal: set it again.
+            if (setgroups(req.runas.groups.size(), req.runas.groups.data()) < 0 || setgid(req.runas.gid) < 0 ||
+                setuid(req.runas.uid) < 0) {
+                int e = -errno;
+                ssize_t w = write(errfd, &e, sizeof e);
+                (void)w;
+                _exit(126);
+            }
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != launcher) _exit(kExitLauncherError);
         }
         sigaction(SIGPIPE, &req.sigpipe, nullptr);
         sigprocmask(SIG_SETMASK, &req.sigmask, nullptr);
         if (!workdir || chdir(workdir) == 0) execvpe(argv[0], argv, envp);
         int e = errno;
-        ssize_t w = write(errpipe[1], &e, sizeof e);
+        ssize_t w = write(errfd, &e, sizeof e);
         (void)w;
         _exit(e == ENOENT ? 127 : 126);
     }
@@ -99,8 +157,8 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
     close(errpipe[0]);
     res.pid = pid;
     if (n == sizeof e) {
-        res.error = e;
-        res.what = "execute";
+        res.error = e < 0 ? -e : e;
+        res.what = e < 0 ? "switch to the --user of" : "execute";
     }
     return res;
 }
@@ -142,15 +200,17 @@ void spawn_set_workdir(const std::string &dir) {
 
 SpawnResult spawn_generation(const SpawnRequest &req) {
     std::string preload;
-    std::vector<std::string> env = child_env(req, &preload);
-    env.push_back("LD_PRELOAD=" + req.shim + (preload.empty() ? "" : " " + preload));
+    std::vector<std::string> env = child_env(req, req.shimless ? nullptr : &preload);
+    if (!req.shimless) env.push_back("LD_PRELOAD=" + req.shim + (preload.empty() ? "" : " " + preload));
     std::vector<char *> envp = pointers(env);
+    char pidvar[32] = "LISTEN_PID=";
+    if (!req.conv_fds.empty()) envp.push_back(pidvar);
     envp.push_back(nullptr);
     std::vector<std::string> args = req.argv;
     std::vector<char *> argv = pointers(args);
     argv.push_back(nullptr);
     // No variable describes the generation: its shim asks the launcher at the rendezvous (rendezvous.h).
-    return fork_exec(req, argv.data(), envp.data(), nullptr, 0, req.cfg);
+    return fork_exec(req, argv.data(), envp.data(), nullptr, 0, req.cfg, req.conv_fds.empty() ? nullptr : pidvar + 11);
 }
 
 SpawnResult spawn_command(const std::string &command, const SpawnRequest &req) {
@@ -160,7 +220,7 @@ SpawnResult spawn_command(const std::string &command, const SpawnRequest &req) {
     std::vector<std::string> args = {"/bin/sh", "-c", command};
     std::vector<char *> argv = pointers(args);
     argv.push_back(nullptr);
-    return fork_exec(req, argv.data(), envp.data(), nullptr, 0, Config());
+    return fork_exec(req, argv.data(), envp.data(), nullptr, 0, Config(), nullptr);
 }
 
 } // namespace hr

@@ -2,6 +2,7 @@
 
 #include "ctlmsg.h"
 #include "kernelscan.h"
+#include "listen.h"
 #include "log.h"
 #include "notify.h"
 #include "pidfile.h"
@@ -127,9 +128,26 @@ void Supervisor::remove_pid_file() {
 // Makes the private descriptors of a new generation and fork/execs it with the registry's sockets. The
 // private descriptors stay close-on-exec: its main process fetches them at the rendezvous (on_rendezvous).
 Gen *Supervisor::start_generation(int reload) {
+    start_refused_.clear();
+    // What PROGRAM is now (a reload may find another binary): the shim cannot run in every program.
+    const std::string path = prog_resolve(opts_.argv[0], opts_.chdir);
+    const ProgInfo prog = path.empty() ? ProgInfo()
+                          : prog_classify(path, runas_.set ? runas_.uid : getuid(), runas_.set ? runas_.gid : getgid());
     auto g = std::make_unique<Gen>();
     g->n = ++gen_counter_;
     g->reload = reload;
+    if (prog_shimless(prog.kind)) {
+        if (std::string why = shimless_refusal(prog); !why.empty()) {
+            start_refused_ = "was refused: " + why;
+            logf("error: gen %d %s", g->n, start_refused_.c_str());
+            return nullptr;
+        }
+        g->shimless = true;
+        logf("gen %d: %s is %s: the shim cannot run in it; it gets its sockets by LISTEN_FDS and "
+             "SERVER_STARTER_PORT and is stopped by %s once a newer generation is ready", g->n,
+             escape_text(prog.path).c_str(), prog_kind_text(prog.kind), signal_name(opts_.stop_signal));
+        return start_shimless(std::move(g));
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         logf("error: unable to create the control socket for gen %d: %s", g->n, strerror(errno));
@@ -168,9 +186,7 @@ Gen *Supervisor::start_generation(int reload) {
         }
         req.env.push_back("NOTIFY_SOCKET=" + where);
     }
-    // Who it is, for a program that wants a directory of its own per generation (a lock or a pid file that
-    // must not be the previous generation's), and which lock files are single-instance guards (guards.cc).
-    req.env.push_back("HOTRESTART_GENERATION=" + std::to_string(g->n));
+    // Which lock files are single-instance guards (guards.cc).
     if (!opts_.instance_locks.empty()) {
         std::string locks;
         for (const auto &l : opts_.instance_locks) locks += (locks.empty() ? "" : "\n") + l;
@@ -187,27 +203,77 @@ Gen *Supervisor::start_generation(int reload) {
     req.cfg.gen = g->n;
     req.cfg.launcher_pid = getpid();
     req.cfg.verbose = opts_.verbose > 1 ? opts_.verbose - 1 : 0;
+    // No private descriptor crosses the exec: the main process fetches them at the rendezvous, with g->cfg.
+    add_conventional(*g, &req);
+    for (int i = 0; i < int(req.conv_fds.size()); ++i) req.cfg.fds[req.cfg.nfds++] = 3 + i; // where the child has them
+    g->cfg = req.cfg;
+    SpawnResult r = spawn_generation(req);
+    return started(std::move(g), r);
+}
+
+// The registry's sockets for g by convention (descriptors from 3 up, LISTEN_*, SERVER_STARTER_PORT), and
+// what every generation's request shares (--user, signal state).
+void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
+    req->argv = opts_.argv;
+    req->shim = shim_;
+    req->sigmask = orig_mask_;
+    req->sigpipe = orig_sigpipe_;
+    req->runas = runas_;
+    // Who it is, for a program that wants a directory of its own per generation (a lock or a pid file that
+    // must not be the previous generation's).
+    req->env.push_back("HOTRESTART_GENERATION=" + std::to_string(g.n));
+    if (runas_.set)
+        for (const std::string &v : {"HOME=" + runas_.home, "USER=" + runas_.name, "LOGNAME=" + runas_.name})
+            req->env.push_back(v);
     for (const auto &name : registry_.drop_unusable()) logf("warning: dropped %s: no longer a listening socket", name.c_str());
+    std::vector<ConventionSocket> conv;
     for (const auto &l : registry_.all()) {
-        if (req.cfg.nfds == kMaxInherited) {
-            logf("warning: gen %d inherits only the first %d listening sockets", g->n, kMaxInherited);
+        if (req->conv_fds.size() == size_t(kMaxInherited)) {
+            logf("warning: gen %d inherits only the first %d listening sockets", g.n, kMaxInherited);
             break;
         }
-        req.cfg.fds[req.cfg.nfds++] = l.fd;
-        req.pass_fds.push_back(l.fd);
-        g->passed.push_back(l.id);
+        req->conv_fds.push_back(l.fd);
+        conv.push_back({l.fdname.empty() ? "unknown" : l.fdname, starter_key(l.fd)});
+        g.passed.push_back(l.id);
     }
-    g->claimed.assign(g->passed.size(), false);
-    g->started_ms = now_ms();
-    g->started_wall_ms = realtime_ms();
+    for (const auto &v : convention_env(conv)) req->env.push_back(v);
+    g.claimed.assign(g.passed.size(), false);
+    g.started_ms = now_ms();
+    g.started_wall_ms = realtime_ms();
+}
+
+// A generation the shim cannot run in: only its sockets by convention and, with --ready notify, its
+// NOTIFY_SOCKET. Ready by --ready notify or --ready SEC (counted from its start).
+Gen *Supervisor::start_shimless(std::unique_ptr<Gen> g) {
+    SpawnRequest req;
+    req.shimless = true;
+    if (opts_.ready == READY_NOTIFY) {
+        std::string where;
+        g->notify = notify_open(g->n, &where);
+        if (g->notify < 0) {
+            logf("error: unable to create the notification socket for gen %d: %s", g->n, strerror(errno));
+            release(*g);
+            return nullptr;
+        }
+        req.env.push_back("NOTIFY_SOCKET=" + where);
+    }
+    add_conventional(*g, &req);
+    // Nothing reports its sockets taken over: they are its from the start.
+    g->claimed.assign(g->passed.size(), true);
+    for (uint64_t id : g->passed) registry_.mark_used(id, g->n);
     SpawnResult r = spawn_generation(req);
+    Gen *out = started(std::move(g), r);
+    if (out && opts_.ready == READY_DELAY) out->listen_ok_ms = out->started_ms;
+    return out;
+}
+
+Gen *Supervisor::started(std::unique_ptr<Gen> g, const SpawnResult &r) {
     if (r.pid < 0) {
         logf("error: unable to %s gen %d: %s", r.what, g->n, strerror(r.error));
         release(*g);
         return nullptr;
     }
     g->pid = r.pid;
-    g->cfg = req.cfg;
     g->cfg.main_pid = r.pid;
     g->pidfd = pidfd_open(r.pid); // our unreaped child: the pid is still the one we started
     g->start_ticks = process_start_ticks(r.pid);
@@ -215,7 +281,9 @@ Gen *Supervisor::start_generation(int reload) {
     g->exec_error = r.error;
     g->deadline_ms = g->started_ms + int64_t(opts_.ready_timeout * 1000);
     if (r.error == 0) logf("gen %d started (pid %d)", g->n, int(g->pid));
-    else logf("error: unable to execute '%s': %s", escape_text(opts_.argv[0]).c_str(), strerror(r.error));
+    else logf("error: unable to %s '%s': %s%s", r.what, escape_text(opts_.argv[0]).c_str(), strerror(r.error),
+              r.error == EPERM && strstr(r.what, "--user") ? " (only a launcher with root, or CAP_SETUID and "
+                                                             "CAP_SETGID, can run generations as another user)" : "");
     gens_.push_back(std::move(g));
     return gens_.back().get();
 }
@@ -239,6 +307,7 @@ void Supervisor::release(Gen &g) {
 // that died holding connections (its slot is then ignored), a close by raw syscall, a connection passed to a
 // process the shim does not run in (an exec'd worker, SCM_RIGHTS).
 bool Supervisor::idle(Gen &g) {
+    if (g.shimless) return false; // it stops on its own stop signal: done when it is gone
     if (!g.shm) return true;
     auto shim_zero = [&] {
         return shared_total_conns(g.shm) <= 0 ||
@@ -273,7 +342,7 @@ void Supervisor::pause(Gen &g, bool for_report) {
     }
     g.paused_ms = now_ms();
     int live = g.shm ? shared_total_conns(g.shm) : 0;
-    g.conns_at_pause = live < 0 ? 0 : live;
+    g.conns_at_pause = g.shimless ? -1 : live < 0 ? 0 : live; // without the shim nobody counts them
     if (for_report && current_) {
         g.drain_reload = current_->number;
         current_->drained_connections = g.conns_at_pause;
@@ -282,6 +351,10 @@ void Supervisor::pause(Gen &g, bool for_report) {
 
 // Drain for good: arm the drain deadline (counted from when it stopped accepting) and check idle now.
 void Supervisor::drain(Gen &g) {
+    if (g.shimless) {
+        drain_shimless(g);
+        return;
+    }
     if (!g.paused_ms) pause(g, false);
     if (g.shm) g.shm->draining.store(kDraining, std::memory_order_seq_cst); // for good: no more quick re-checks
     const int64_t now = now_ms();
@@ -290,6 +363,31 @@ void Supervisor::drain(Gen &g) {
     int live = g.shm ? shared_total_conns(g.shm) : 0;
     logf("gen %d draining (%d connection%s open)", g.n, live < 0 ? 0 : live, live == 1 ? "" : "s");
     if (idle(g)) fire(g, EV_IDLE);
+}
+
+// A generation without the shim cannot be told to stop accepting: its own stop signal is its drain (a
+// graceful shutdown, like Go's http.Server.Shutdown). Sent once, now; SIGKILL follows --drain-timeout +
+// --kill-timeout later (DRAINING's deadline, then STOPPING's, which sends nothing again).
+void Supervisor::drain_shimless(Gen &g) {
+    const int64_t now = now_ms();
+    if (!g.paused_ms) pause(g, false);
+    g.deadline_ms = now + int64_t(opts_.drain_timeout * 1000);
+    if (g.stop_sent_ms || gen_empty(g)) return;
+    logf("gen %d draining: sending %s to process group %d (its own graceful stop; SIGKILL after %g s)", g.n,
+         signal_name(opts_.stop_signal), int(g.pid), opts_.drain_timeout + opts_.kill_timeout);
+    signal_gen(g, opts_.stop_signal);
+    g.stop_sent_ms = now;
+}
+
+// Why a program the shim cannot run in may not start as configured (empty: it may): it needs a
+// readiness it can give without the shim, and sockets it gets by convention (binding its own would leave
+// two sockets on the port after a reload, each with half the connections).
+std::string Supervisor::shimless_refusal(const ProgInfo &p) const {
+    const bool ready_ok = opts_.ready != READY_LISTEN, sockets_ok = !registry_.all().empty();
+    if (ready_ok && sockets_ok) return "";
+    std::string add = !ready_ok ? "--ready notify (it sends READY=1) or --ready SEC" : "";
+    if (!sockets_ok) add += std::string(add.empty() ? "" : ", and ") + "--listen ADDR (or socket activation) for the sockets it reads from LISTEN_FDS";
+    return escape_text(p.path) + " is " + prog_kind_text(p.kind) + ", which the shim cannot run in: add " + add;
 }
 
 std::string Supervisor::unclaimed(const Gen &g) const {
@@ -469,6 +567,9 @@ void Supervisor::fire(Gen &g, GenEvent e) {
             // Nothing left to signal (it exited on its own): its group is empty, and the number may be
             // another process's by now. The next check of empty groups makes it gone.
             debugf("gen %d: no process left to stop", g.n);
+        } else if (g.shimless && g.stop_sent_ms) {
+            logf("gen %d: still running %g s after %s (--drain-timeout)", g.n, opts_.drain_timeout,
+                 signal_name(opts_.stop_signal));
         } else {
             logf("gen %d: sending %s to process group %d%s", g.n, signal_name(opts_.stop_signal), int(g.pid),
                  g.strays.empty() ? "" : " and the processes that left it");
@@ -986,7 +1087,7 @@ void Supervisor::start_reload() {
     Gen *g = start_generation(current_->number);
     if (!g) {
         current_->generation = gen_counter_;
-        finish_reload("rolled_back", "could not be started (see the error above)");
+        finish_reload("rolled_back", start_refused_.empty() ? "could not be started (see the error above)" : start_refused_);
         return;
     }
     current_->generation = g->n;
@@ -1167,6 +1268,42 @@ void Supervisor::after_step() {
     }
 }
 
+// Before the first generation: sockets handed to the launcher by socket activation, those --listen names,
+// and the --user identity. Any failure is fatal (exit 125), with one line naming it.
+bool Supervisor::take_given_sockets() {
+    std::vector<int> fds;
+    std::vector<std::string> names;
+    std::string why;
+    if (!activation_fds(&fds, &names, &why)) {
+        logf("fatal: socket activation: %s", why.c_str());
+        return false;
+    }
+    for (size_t i = 0; i < fds.size(); ++i) {
+        AddResult r = registry_.add_given(fds[i], names[i], true);
+        if (!r.added) {
+            logf("fatal: socket activation: descriptor %d (%s) %s", fds[i], escape_text(names[i]).c_str(),
+                 r.dup_of ? "is the same socket as an earlier one" : "is not a listening socket (Accept=no sockets only)");
+            return false;
+        }
+        logf("socket activation: %s (fd %d, %s)", r.added->name.c_str(), fds[i], escape_text(names[i]).c_str());
+    }
+    for (const auto &spec : opts_.listen) {
+        int fd = listen_open(spec, &why);
+        AddResult r = fd < 0 ? AddResult() : registry_.add_given(fd, "unknown", false);
+        if (!r.added) {
+            logf("fatal: --listen %s: %s", escape_text(spec).c_str(),
+                 fd < 0 ? why.c_str() : r.dup_of ? "given twice" : r.refused ? r.refused : "refused");
+            return false;
+        }
+        logf("listening on %s (--listen)", r.added->name.c_str());
+    }
+    if (!opts_.user.empty() && !runas_resolve(opts_.user, &runas_, &why)) {
+        logf("fatal: --user %s: %s", escape_text(opts_.user).c_str(), why.c_str());
+        return false;
+    }
+    return true;
+}
+
 int Supervisor::run() {
     if (!setup()) return kExitLauncherError;
     started_ms_ = now_ms();
@@ -1191,6 +1328,10 @@ int Supervisor::run() {
         logf("warning: unable to start the sentinel (%s): if the launcher is killed, its generations are not "
              "stopped", strerror(errno));
     if (std::string err; !sd_.open_from_env(&err)) logf("warning: %s", err.c_str());
+    if (!take_given_sockets()) {
+        control_.shutdown();
+        return kExitLauncherError;
+    }
     write_pid_file();
     Gen *first = start_generation(0);
     if (!first || first->exec_error) {

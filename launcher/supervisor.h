@@ -10,11 +10,13 @@
 #include "genstate.h"
 #include "options.h"
 #include "procs.h"
+#include "progkind.h"
 #include "protocol.h"
 #include "registry.h"
 #include "rendezvous.h"
 #include "report.h"
 #include "sdnotify.h"
+#include "runas.h"
 #include "sentinel.h"
 
 #include <deque>
@@ -25,6 +27,9 @@
 #include <vector>
 
 namespace hr {
+
+struct SpawnRequest;
+struct SpawnResult;
 
 struct Gen {
     int n = 0;
@@ -90,6 +95,9 @@ struct Gen {
         std::string path;
     };
     std::vector<PendingLock> pending_locks;
+    // A program the shim cannot run in (static, setuid/setgid, file capabilities): no private
+    // descriptors, sockets by convention only, drained by its own stop signal.
+    bool shimless = false;
 };
 
 class Supervisor {
@@ -146,9 +154,17 @@ private:
     std::string lock_hint(const Gen &g) const;
     void write_pid_file();
     void remove_pid_file();
+    bool take_given_sockets();
+    void add_conventional(Gen &g, SpawnRequest *req);
+    Gen *start_shimless(std::unique_ptr<Gen> g);
+    Gen *started(std::unique_ptr<Gen> g, const SpawnResult &r);
+    void drain_shimless(Gen &g);
+    std::string shimless_refusal(const ProgInfo &p) const;
 
     Options opts_;
     std::string shim_;
+    RunAs runas_;                 // --user
+    std::string start_refused_;   // why the last start_generation() refused to start the program
     Registry registry_;
     Control control_;
     Sentinel sentinel_;

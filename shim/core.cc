@@ -369,6 +369,22 @@ void make_local_wake() {
     g.local_wake.store(fd, std::memory_order_release);
 }
 
+// The launcher also gives the generation its sockets by convention (descriptors from 3 up, LISTEN_FDS,
+// LISTEN_PID, LISTEN_FDNAMES, SERVER_STARTER_PORT) for programs the shim cannot run in. Where it runs, it
+// has taken those descriptors as its inherited sockets and moved them away at start-up, before the
+// program's first instruction: the program's bind() adopts them as always, and the variables, which would
+// now name closed descriptors, go too (what sd_listen_fds(1) does once it has read them).
+void forget_conventions(const Config &cfg) {
+    const char *pid = getenv("LISTEN_PID");
+    if (!pid || cfg.nfds == 0) return;
+    long p = strtol(pid, nullptr, 10);
+    if (p != long(getpid())) return;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    unsetenv("SERVER_STARTER_PORT");
+}
+
 void after_fork_child() {
     if (!g.active.load(std::memory_order_acquire)) return;
     g.owner_pid.store(int(getpid()));
@@ -505,6 +521,7 @@ void activate(Config cfg) {
     g.acct.claim_slot(int32_t(getpid()));
     pthread_atfork(nullptr, nullptr, after_fork_child);
     strip_environment();
+    forget_conventions(cfg);
     g.active.store(true, std::memory_order_release);
     send_msg(MSG_HELLO, 0, 0, nullptr, 0, -1);
     if (cfg.verbose >= 1) {
