@@ -274,10 +274,11 @@ def inherited_by_child(hr):
     return fds, env
 
 
-def assert_nothing_of_ours(fds, env):
-    # The first generation inherits no listening socket: any socket is a private one of the launcher.
+def assert_nothing_of_ours(fds, env, given=()):
+    # Apart from the sockets given to it by convention (descriptors `given`), any socket is a private one of
+    # the launcher.
     ours = {fd: t for fd, t in fds.items()
-            if t.startswith("socket:") or t == "anon_inode:[eventfd]" or "memfd:" in t}
+            if fd not in given and (t.startswith("socket:") or t == "anon_inode:[eventfd]" or "memfd:" in t)}
     assert ours == {}, "the child of a program without the shim holds descriptors of hotrestart: %r" % ours
     # The launcher's own variables; those the test's environment has (the plugin's HOTRESTART_LAUNCHER) and
     # the documented ones for the program (HOTRESTART_GENERATION) are the user's, passed on like any other.
@@ -288,9 +289,12 @@ def assert_nothing_of_ours(fds, env):
 def test_static_server_and_its_children_get_nothing_of_the_launcher(launch):
     """A static server (the shim never runs in it) forks a child that lists its descriptors and environment:
     no control socket, eventfd or shared memory of the launcher, no HOTRESTART variable."""
-    hr = launch([FDREPORT])
+    # Such a program is started only with what it needs instead of the shim (sockets by convention, a
+    # readiness it can give): the socket at descriptor 3 is its own, nothing else is ours.
+    hr = launch([FDREPORT], options=["--ready", "0.2", "--listen", "127.0.0.1:%d" % free_port()])
     fds, env = inherited_by_child(hr)
-    assert_nothing_of_ours(fds, env)
+    assert_nothing_of_ours(fds, env, given=(3,))
+    assert [v for v in env if v.startswith("LD_PRELOAD=") and "libhotrestart" in v] == [], env
     hr.stop()
     hr.assert_no_process_left()
 
