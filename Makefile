@@ -36,7 +36,7 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc \
-                launcher/listen.cc launcher/progkind.cc launcher/runas.cc \
+                launcher/listen.cc launcher/progkind.cc launcher/runas.cc launcher/seccomp.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
