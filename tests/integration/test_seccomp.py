@@ -1,0 +1,184 @@
+"""--seccomp: a `gcc -static` server that makes, binds and listens on its socket itself, knowing nothing of
+hotrestart (no LISTEN_FDS, no READY=1), gets the launcher's socket through seccomp user notification: the
+same socket in every generation, reloads under load with no failed request, a connection queued before it
+bound is served, an old generation's shutdown() of the listener at exit does not stop it for the new one,
+pre-fork workers and a program with a seccomp filter of its own work, and a kernel without the features
+fails cleanly at start.
+
+Every wait is on an event (a launcher log line, a reply, a process exit) with a deadline."""
+import os
+import re
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import BUILD, LAUNCHER, free_port, http_get, pid_alive
+
+BINDSERVER = os.path.join(BUILD, "bindserver")
+NOFEATURE = os.path.join(BUILD, "nofeature")
+
+
+def ino_of(body):
+    m = re.search(r"ino=(\d+)", body)
+    assert m, body
+    return int(m.group(1))
+
+
+def socket_inodes(pid):
+    out = set()
+    d = "/proc/%d/fd" % pid
+    for name in os.listdir(d):
+        try:
+            m = re.match(r"socket:\[(\d+)\]", os.readlink(os.path.join(d, name)))
+        except FileNotFoundError:
+            continue
+        if m:
+            out.add(int(m.group(1)))
+    return out
+
+
+def seccomp_launch(launch, port, extra=(), options=()):
+    hr = launch([BINDSERVER, "--listen", "127.0.0.1:%d" % port] + list(extra),
+                options=["--seccomp", "-v"] + list(options))
+    return hr
+
+
+def test_static_server_binds_itself_reloaded_under_load(launch, load):
+    """The first generation's own socket joins the registry when it listens; generations 2..11 bind the
+    same address and get that socket: one inode throughout, held by the launcher, and 0 failed requests
+    over 10 reloads."""
+    port = free_port()
+    hr = seccomp_launch(launch, port)
+    hr.wait_for(r"gen 1: .*bindserver is a static executable .* answered by seccomp \(--seccomp\)")
+    hr.wait_for(r"gen 1 listening on 127\.0\.0\.1:%d$" % port)
+    pid1 = hr.wait_ready(1)
+    ino = ino_of(http_get(port))
+    assert ino in socket_inodes(hr.pid), "the launcher holds the program's socket"
+    ld = load(port, threads=4)
+    ld.wait_served_by(lambda p: p == pid1, count=20)
+    pids = [pid1]
+    for _ in range(10):
+        gen = hr.reload()
+        pids.append(hr.gen_pids[gen])
+        hr.wait_for(r"gen %d \(pid %d\): bind answered with 127\.0\.0\.1:%d" % (gen, pids[-1], port), since=0)
+        ld.wait_served_by(lambda p, want=pids[-1]: p == want, count=5)
+        assert ino_of(http_get(port)) == ino
+    ld.stop()
+    assert ld.failures == [], "%d of %d requests failed: %s" % (len(ld.failures), ld.ok + len(ld.failures),
+                                                               ld.failures[:5])
+    assert set(pids) <= set(ld.by_pid), ld.by_pid
+    assert "sending SIGKILL" not in hr.log()
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
+def test_connection_before_the_program_binds_is_served(launch):
+    """--listen: the launcher's socket exists before the program; a connection made before the program has
+    even made its socket (it waits on a FIFO) is served once its bind() is answered with that socket."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        gate = os.path.join(d, "gate")
+        os.mkfifo(gate)
+        hr = seccomp_launch(launch, port, extra=["--gate", gate], options=["--listen", "127.0.0.1:%d" % port])
+        hr.wait_for(r"listening on 127\.0\.0\.1:%d \(--listen\)" % port)
+        hr.wait_for(r"gen 1 started \(pid")
+        early = socket.create_connection(("127.0.0.1", port), timeout=10)
+        early.sendall(b"GET /early HTTP/1.0\r\nHost: test\r\n\r\n")
+        assert "gen 1 ready" not in hr.log()
+        # Opening the FIFO for writing lets the program go on (its open for reading returns).
+        fd = os.open(gate, os.O_WRONLY)
+        os.close(fd)
+        pid1 = hr.wait_ready(1)
+        early.settimeout(10)
+        reply = b""
+        while True:
+            b = early.recv(65536)
+            if not b:
+                break
+            reply += b
+        early.close()
+        assert b" 200 " in reply.split(b"\r\n")[0] and ("pid=%d " % pid1).encode() in reply, reply
+        assert ino_of(reply.decode()) in socket_inodes(hr.pid)
+        assert hr.stop() == 0
+
+
+def test_old_generation_shutdown_at_exit_does_not_stop_the_listener(launch, load):
+    """A server that calls shutdown(SHUT_RDWR) on its listening socket as it exits would make the shared
+    socket refuse every new connection: the launcher answers that call for the old generation alone."""
+    port = free_port()
+    hr = seccomp_launch(launch, port, extra=["--shutdown-at-exit"])
+    pid1 = hr.wait_ready(1)
+    ld = load(port, threads=4)
+    ld.wait_served_by(lambda p: p == pid1, count=10)
+    for _ in range(2):
+        gen = hr.reload()  # returns once the old generation is gone: it has shut down and exited
+        pid = hr.gen_pids[gen]
+        ld.wait_served_by(lambda p, want=pid: p == want, count=20)
+    ld.stop()
+    assert ld.failures == [], "%d of %d requests failed: %s" % (len(ld.failures), ld.ok + len(ld.failures),
+                                                               ld.failures[:5])
+    assert "pid=%d " % pid in http_get(port)
+    for g in (1, 2):
+        hr.wait_for(r"gen %d \(pid %d\): shutdown of 127\.0\.0\.1:%d answered without shutting it down"
+                    % (g, hr.gen_pids[g], port), since=0)
+    assert hr.stop() == 0
+
+
+def test_prefork_workers(launch, load):
+    """A pre-fork server: the first process binds and listens, its 3 workers accept. Every worker of the
+    new generation serves on the same socket after a reload."""
+    port = free_port()
+    hr = seccomp_launch(launch, port, extra=["--prefork", "3"])
+    hr.wait_ready(1)
+    ino = ino_of(http_get(port))
+    gen = hr.reload()
+    pgid = hr.gen_pids[gen]
+    ld = load(port, threads=4)
+    ld.wait_served_by(lambda p: os.getpgid(p) == pgid if pid_alive(p) else False, count=30)
+    ld.stop()
+    assert ld.failures == [], ld.failures[:5]
+    served = [p for p in ld.by_pid if pid_alive(p) and os.getpgid(p) == pgid]
+    assert len(served) >= 2, "workers that served: %r" % ld.by_pid
+    assert ino_of(http_get(port)) == ino
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
+def test_program_with_its_own_seccomp_filter(launch):
+    """A program that installs a filter of its own before binding: its filter works (sethostname fails
+    with EROFS), and its bind still gets the launcher's socket. Its own user-notification listener is
+    refused with EBUSY (documented: one listener per filter chain)."""
+    port = free_port()
+    hr = seccomp_launch(launch, port, extra=["--own-filter"])
+    hr.wait_ready(1)
+    body = http_get(port)
+    assert "own_filter=ok own_listener=EBUSY" in body, body
+    ino = ino_of(body)
+    gen = hr.reload()
+    body = http_get(port)
+    assert "pid=%d " % hr.gen_pids[gen] in body and ino_of(body) == ino, body
+    assert hr.stop() == 0
+
+
+@pytest.mark.parametrize("feature,missing", [
+    ("seccomp", r"seccomp user notification \(SECCOMP_FILTER_FLAG_NEW_LISTENER, Linux 5\.0\) is not available: "
+                r"seccomp: Function not implemented"),
+    ("addfd", r"SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SETFD \(Linux 5\.14\) is not available: "
+              r"ioctl: Invalid argument"),
+])
+def test_probe_names_the_missing_feature(feature, missing):
+    """On a kernel without what --seccomp needs (simulated by a filter over the launcher), it exits 125 at
+    start with one line naming what is missing, before any generation."""
+    port = free_port()
+    p = subprocess.run([NOFEATURE, feature, LAUNCHER, "--seccomp", "--", BINDSERVER, "--listen",
+                        "127.0.0.1:%d" % port], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode()
+    assert p.returncode == 125, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert re.search(r"fatal: --seccomp: %s; run it on Linux 5\.14 or later, or without --seccomp$" % missing,
+                     lines[0]), err
+    assert "gen 1" not in err
