@@ -8,13 +8,16 @@ fails cleanly at start.
 Every wait is on an event (a launcher log line, a reply, a process exit) with a deadline."""
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 
 import pytest
 
-from conftest import BUILD, LAUNCHER, free_port, http_get, pid_alive
+from conftest import BUILD, LAUNCHER, Launcher, free_port, http_get, pid_alive, wait_until
 
 BINDSERVER = os.path.join(BUILD, "bindserver")
 NOFEATURE = os.path.join(BUILD, "nofeature")
@@ -182,3 +185,70 @@ def test_probe_names_the_missing_feature(feature, missing):
     assert re.search(r"fatal: --seccomp: %s; run it on Linux 5\.14 or later, or without --seccomp$" % missing,
                      lines[0]), err
     assert "gen 1" not in err
+
+
+class NobodyLauncher(Launcher):
+    """The launcher itself run as nobody (setpriv): not root, so each generation gets no_new_privs."""
+
+    def __init__(self, argv, options=()):
+        options = list(options) + ["--rollback-window", "0.1"]
+        self.argv = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", LAUNCHER] + options + \
+            ["--"] + list(argv)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.gen_pids = {}
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.pid = self.proc.pid  # setpriv execs the launcher: the same pid
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._scan = 0
+
+
+def status_field(pid, name):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return line.split()[1:]
+    raise AssertionError("no %s line for pid %d" % (name, pid))
+
+
+@pytest.mark.parametrize("who", ["launcher-as-nobody", "user-nobody"])
+def test_privileges(launch, who):
+    """A launcher that is not root gives its generations no_new_privs (enough for the filter); a root
+    launcher with --user nobody installs the filter before switching user and sets no no_new_privs (a
+    set-id program it runs keeps working). Both reload onto the same socket."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv (CI runs as root)")
+    port = free_port()
+    argv = [BINDSERVER, "--listen", "127.0.0.1:%d" % port]
+    if who == "user-nobody":
+        hr = launch(argv, options=["--seccomp", "--user", "nobody"])
+    else:
+        hr = NobodyLauncher(argv, options=["--seccomp"])
+    try:
+        pid1 = hr.wait_ready(1)
+        assert status_field(pid1, "Uid")[0] == "65534"
+        assert status_field(pid1, "NoNewPrivs") == (["1"] if who == "launcher-as-nobody" else ["0"])
+        assert status_field(pid1, "Seccomp") == ["2"]
+        ino = ino_of(http_get(port))
+        gen = hr.reload()
+        body = http_get(port)
+        assert "pid=%d " % hr.gen_pids[gen] in body and ino_of(body) == ino, body
+        assert hr.stop() == 0
+    finally:
+        hr.cleanup()
+
+
+def test_launcher_death_stops_the_generation(launch):
+    """The filter outlives the launcher, but its answers do not: a generation left alone would fail every
+    later bind. It gets its stop signal when the launcher is SIGKILLed (its parent-death signal and the
+    sentinel), as a generation with the shim does."""
+    port = free_port()
+    hr = seccomp_launch(launch, port)
+    pid1 = hr.wait_ready(1)
+    assert "pid=%d " % pid1 in http_get(port)
+    os.kill(hr.pid, signal.SIGKILL)
+    hr.proc.wait(10)
+    # Not our child: it is gone once /proc says so (the sentinel, its reaper, exits after it).
+    wait_until(lambda: not pid_alive(pid1), 15, "gen 1 (pid %d) to stop after the launcher died" % pid1)
