@@ -3,4 +3,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/nginx_wrk.py
-exec /usr/bin/python3 bench/bench.py "$@"
+/usr/bin/python3 bench/bench.py "$@"
+exec /usr/bin/python3 bench/seccomp.py
