@@ -412,6 +412,7 @@ std::string seccomp_probe() {
     memset(&req, 0, sizeof req);
     if (missing.empty()) {
         p = {notif, POLLIN, 0};
+        errno = 0; // a poll() that times out sets none
         if (poll(&p, 1, 5000) <= 0 || ioctl(notif, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
             missing = "seccomp user notification did not deliver a trapped bind: " +
                       errtext("SECCOMP_IOCTL_NOTIF_RECV", errno ? errno : ETIMEDOUT);
@@ -426,6 +427,7 @@ std::string seccomp_probe() {
     }
     if (missing.empty()) {
         int got = 0;
+        errno = 0;
         iovec local{&got, sizeof got}, remote{reinterpret_cast<void *>(uintptr_t(req.data.args[1])), sizeof got};
         if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != ssize_t(sizeof got) || got != g_probe_marker)
             missing = errtext("process_vm_readv of the trapped call's address", errno ? errno : EIO);
