@@ -252,3 +252,49 @@ def test_launcher_death_stops_the_generation(launch):
     hr.proc.wait(10)
     # Not our child: it is gone once /proc says so (the sentinel, its reaper, exits after it).
     wait_until(lambda: not pid_alive(pid1), 15, "gen 1 (pid %d) to stop after the launcher died" % pid1)
+
+
+def unix_get(address):
+    """One request over a unix stream socket (a path, or "\\0name" for an abstract one). Returns the body."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(address)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+    assert " 200 " in head.split("\r\n")[0], data
+    return body
+
+
+@pytest.mark.parametrize("family", ["ipv6", "unix-path", "abstract"])
+def test_address_families(launch, family, tmp_path):
+    """The shim's address matching decides what a trapped bind gets: [::1]:PORT, a unix path and an
+    abstract name each come back as the first generation's socket after a reload."""
+    if family == "ipv6":
+        try:
+            socket.socket(socket.AF_INET6).close()
+            port = free_port(socket.AF_INET6, "::1")
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        addr, get = "[::1]:%d" % port, lambda: http_get(port, host="::1")
+    elif family == "unix-path":
+        path = str(tmp_path / "app.sock")
+        addr, get = "unix:" + path, lambda: unix_get(path)
+    else:
+        name = "hotrestart-test-%d-%d" % (os.getpid(), free_port())
+        addr, get = "unix:@" + name, lambda: unix_get("\0" + name)
+    hr = launch([BINDSERVER, "--listen", addr], options=["--seccomp", "-v"])
+    hr.wait_ready(1)
+    ino = ino_of(get())
+    gen = hr.reload()
+    hr.wait_for(r"gen %d \(pid %d\): bind answered with " % (gen, hr.gen_pids[gen]), since=0)
+    body = get()
+    assert "pid=%d " % hr.gen_pids[gen] in body and ino_of(body) == ino, body
+    assert hr.stop() == 0
+    if family == "unix-path":
+        assert not os.path.exists(path), "the launcher removes the socket file it kept"

@@ -6,7 +6,7 @@
  *   bindserver --listen ADDR [--tag TAG] [--prefork N] [--shutdown-at-exit] [--own-filter] [--nonblock]
  *              [--gate FIFO]
  *
- * ADDR: HOST:PORT (IPv4), [V6]:PORT, or unix:PATH. --prefork N: after listen, N worker processes accept
+ * ADDR: HOST:PORT (IPv4), [V6]:PORT, unix:PATH or unix:@NAME (abstract). --prefork N: after listen, N worker processes accept
  * (the first process only waits for them). --shutdown-at-exit: every process calls shutdown(SHUT_RDWR) on
  * its listening socket before it exits, as some servers do. --own-filter: before binding, installs a
  * seccomp filter of its own (sethostname fails with EROFS) and tries to get a user-notification
@@ -56,6 +56,10 @@ static socklen_t parse_addr(const char *s, struct sockaddr_storage *ss) {
         un->sun_family = AF_UNIX;
         if (strlen(s + 5) >= sizeof un->sun_path) return 0;
         strcpy(un->sun_path, s + 5);
+        if (un->sun_path[0] == '@') { /* abstract: the name is the bytes after the NUL, no terminator */
+            un->sun_path[0] = '\0';
+            return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(s + 5));
+        }
         return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(s + 5) + 1);
     }
     char host[128];
