@@ -7,7 +7,7 @@
 set -eu
 
 BUILD_PKGS="g++ make python3"
-TEST_PKGS="libcmocka-dev python3-pytest curl iproute2 nginx-light redis-server memcached nodejs wrk"
+TEST_PKGS="libcmocka-dev python3-pytest curl iproute2 nginx-light redis-server memcached nodejs wrk golang-go"
 FUZZ_PKGS="clang libclang-rt-dev"
 
 pkgs=$BUILD_PKGS
