@@ -347,3 +347,26 @@ def test_static_go_http_server_reloaded_under_load(launch, load, gohttp):
     assert "sending SIGKILL" not in hr.log()
     assert hr.stop() == 0
     hr.assert_no_process_left()
+
+
+def test_setuid_program_refused_without_root():
+    """no_new_privs would exec a setuid program without its privilege: a non-root launcher with --seccomp
+    refuses it before exec (exit 125, one line naming the fix)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root (to make a setuid-root file) and setpriv (CI runs as root)")
+    d = tempfile.mkdtemp()
+    try:
+        os.chmod(d, 0o755)
+        exe = os.path.join(d, "suidserver")
+        shutil.copy(BINDSERVER, exe)
+        os.chmod(exe, 0o4755)
+        p = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", LAUNCHER,
+                            "--seccomp", "--", exe, "--listen", "127.0.0.1:%d" % free_port()],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    finally:
+        shutil.rmtree(d)
+    err = p.stderr.decode()
+    assert p.returncode == 125, err
+    assert re.search(r"error: gen 1 was refused: .*suidserver is setuid or setgid \(a secure execution\), which --seccomp run by a user "
+                     r"other than root would exec with no_new_privs, ignoring what it is set to gain: run the "
+                     r"launcher as root or drop --seccomp$", err, re.M), err
