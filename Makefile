@@ -43,7 +43,7 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
                 launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc launcher/listen.cc launcher/progkind.cc \
-                launcher/runas.cc \
+                launcher/runas.cc launcher/seccomp.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
@@ -55,7 +55,8 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 PYTEST       ?= /usr/bin/python3 -m pytest
 
 .PHONY: all demo check unit integration pytest-examples sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
-all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver $(BUILD)/staticserver
+all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver $(BUILD)/staticserver $(BUILD)/bindserver \
+     $(BUILD)/nofeature
 
 # Everything built depends on the flags it was built with: this file changes only when they do.
 FLAGS_NOW = $(subst ','\'',$(CXX) $(HR_CXXFLAGS) | $(LAUNCHER_SAN) | $(SHIM_SAN) | $(CC) $(CFLAGS) | $(LDFLAGS))
@@ -108,6 +109,16 @@ $(BUILD)/fdreport-static: tests/integration/servers/fdreport.c $(FLAGS)
 $(BUILD)/staticserver: tests/integration/servers/staticserver.c $(FLAGS)
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -static $(LDFLAGS) -o $@ $<
+
+# A static server that binds and listens itself, knowing nothing of hotrestart (--seccomp's tests), and a
+# wrapper that hides a kernel feature --seccomp needs behind a seccomp filter (its probe's tests).
+$(BUILD)/bindserver: tests/integration/servers/bindserver.c $(FLAGS)
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -static $(LDFLAGS) -o $@ $<
+
+$(BUILD)/nofeature: tests/integration/servers/nofeature.c $(FLAGS)
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # Unit tests link the modules they test directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \

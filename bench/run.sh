@@ -4,4 +4,5 @@ set -eu
 cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/nginx_wrk.py
 /usr/bin/python3 bench/bench.py "$@"
-exec /usr/bin/python3 bench/scale.py
+/usr/bin/python3 bench/scale.py
+exec /usr/bin/python3 bench/seccomp.py

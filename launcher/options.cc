@@ -63,6 +63,9 @@ const char kHelp[] =
     "                         [V6]:PORT, unix:PATH or udp:HOST:PORT; every generation gets it (LISTEN_FDS)\n"
     "  --user USER[:GROUP]    run every generation as USER (its groups, HOME and USER); the launcher keeps\n"
     "                         its own identity (e.g. root for --listen on port 80)\n"
+    "  --seccomp              a program the shim cannot run in (static, Go, set-id, file capabilities)\n"
+    "                         binds and listens as it likes: a seccomp filter hands it the launcher's\n"
+    "                         socket (Linux 5.14+, checked at start)\n"
     "  --shim PATH            the shim library, checked at start (default: libhotrestart.so next to the\n"
     "                         launcher, then in ../lib/hotrestart/ from there, then in " HR_LIBDIR ")\n"
     "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
@@ -225,6 +228,14 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
                 *msg = "invalid --verbose '" + value + "': expected a level 0, 1, 2 or 3";
                 return PARSE_ERROR;
             }
+            continue;
+        }
+        if (name == "--seccomp") {
+            if (inline_value) {
+                *msg = "option --seccomp takes no value (try --help)";
+                return PARSE_ERROR;
+            }
+            o->seccomp = true;
             continue;
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",

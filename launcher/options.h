@@ -43,6 +43,7 @@ struct Options {
     std::vector<std::string> instance_locks; // --instance-lock PATH (repeatable): flock() guards handed over
     std::vector<std::string> listen; // --listen ADDR (repeatable), as given; checked by listen_parse()
     std::string user;     // --user USER[:GROUP]; empty: generations run as the launcher
+    bool seccomp = false; // --seccomp: programs the shim cannot run in get their sockets by seccomp (seccomp.h)
     int verbose = 0;      // 0..kMaxVerbose: 1 the launcher's detail, 2 the shim's start-up, 3 its tracing
     std::vector<std::string> argv; // PROGRAM ARGS...
 };

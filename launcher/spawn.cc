@@ -1,10 +1,13 @@
 #include "spawn.h"
 
+#include "seccomp.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <grp.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +16,10 @@ extern char **environ;
 
 namespace hr {
 namespace {
+
+// What the child writes on the error pipe: an exec errno, -errno of --user, or this plus the errno of
+// installing the seccomp filter.
+constexpr int kSeccompFailed = 1 << 20;
 
 std::string g_workdir;      // --chdir DIR; empty: none
 std::string g_workdir_what; // "enter DIR (--chdir) for": SpawnResult::what when DIR cannot be entered
@@ -100,12 +107,21 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
         res.what = "create a pipe for";
         return res;
     }
+    // --seccomp: the child sends its filter's notification descriptor on sc[1] before exec.
+    int sc[2] = {-1, -1};
+    if (req.seccomp && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sc) < 0) {
+        res.error = errno;
+        res.what = "create a socket for the seccomp filter of";
+        close(errpipe[0]);
+        close(errpipe[1]);
+        return res;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         res.error = errno;
         res.what = "fork";
-        close(errpipe[0]);
-        close(errpipe[1]);
+        for (int fd : {errpipe[0], errpipe[1], sc[0], sc[1]})
+            if (fd >= 0) close(fd);
         return res;
     }
     if (pid == 0) {
@@ -116,6 +132,18 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != launcher) _exit(kExitLauncherError);
         int errfd = errpipe[1];
+        if (req.seccomp) {
+            // First, while the launcher is still root if it is (it may skip no_new_privs then), and before
+            // descriptors move: sc[1] is close-on-exec and may sit anywhere.
+            int e = seccomp_install(req.seccomp, sc[1]);
+            if (e) {
+                e += kSeccompFailed;
+                ssize_t w = write(errfd, &e, sizeof e);
+                (void)w;
+                _exit(kExitLauncherError);
+            }
+            close(sc[1]);
+        }
         if (!req.conv_fds.empty()) place_conventional(req, scratch, &cfg, &errfd);
         else
             for (int fd : req.pass_fds) fcntl(fd, F_SETFD, 0);
@@ -149,6 +177,7 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
     // first wins, both are harmless).
     setpgid(pid, pid);
     close(errpipe[1]);
+    if (sc[1] >= 0) close(sc[1]);
     int e = 0;
     ssize_t n;
     do {
@@ -156,9 +185,16 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
     } while (n < 0 && errno == EINTR);
     close(errpipe[0]);
     res.pid = pid;
+    if (sc[0] >= 0) {
+        res.notif = seccomp_receive(sc[0]); // sent before exec: here by now, if at all
+        close(sc[0]);
+    }
     if (n == sizeof e) {
-        res.error = e < 0 ? -e : e;
-        res.what = e < 0 ? "switch to the --user of" : "execute";
+        res.error = e < 0 ? -e : e >= kSeccompFailed ? e - kSeccompFailed : e;
+        res.what = e < 0 ? "switch to the --user of" : e >= kSeccompFailed ? "install the seccomp filter for" : "execute";
+    } else if (req.seccomp && res.notif < 0) {
+        res.error = EPROTO; // it ran without sending the descriptor: never expected
+        res.what = "receive the seccomp notification descriptor of";
     }
     return res;
 }

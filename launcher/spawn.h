@@ -6,6 +6,7 @@
 #include "protocol.h"
 #include "runas.h"
 
+#include <linux/filter.h>
 #include <signal.h>
 #include <string>
 #include <sys/types.h>
@@ -29,12 +30,17 @@ struct SpawnRequest {
     std::vector<std::string> env;  // NAME=VALUE set for the child (replacing any inherited NAME)
     sigset_t sigmask;              // the launcher's original signal mask, restored in the child
     struct sigaction sigpipe {};   // the launcher's original SIGPIPE disposition, restored in the child
+    // --seccomp: the filter the child installs before exec (seccomp.h); its notification descriptor comes
+    // back in SpawnResult::notif.
+    const sock_fprog *seccomp = nullptr;
 };
 
 struct SpawnResult {
     pid_t pid = -1;   // >0: running the program
     int error = 0;    // errno of fork, or of exec in the child (then the child has already exited)
-    const char *what = ""; // "fork", "execute", "enter DIR (--chdir) for", "switch to the --user of"
+    const char *what = ""; // "fork", "execute", "enter DIR (--chdir) for", "switch to the --user of",
+                           // "install the seccomp filter for"
+    int notif = -1;   // req.seccomp: the filter's notification descriptor (close-on-exec), the caller's
 };
 
 // --chdir DIR: every child (generation or --ready-check) starts in dir, entered by path at each spawn, so

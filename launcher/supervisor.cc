@@ -9,6 +9,7 @@
 #include "procs.h"
 #include "rendezvous.h"
 #include "sdnotify.h"
+#include "seccomp.h"
 #include "spawn.h"
 #include "state.h"
 
@@ -143,6 +144,13 @@ Gen *Supervisor::start_generation(int reload) {
             return nullptr;
         }
         g->shimless = true;
+        g->seccomp = opts_.seccomp;
+        if (g->seccomp) {
+            logf("gen %d: %s is %s: the shim cannot run in it; its bind and listen are answered by seccomp "
+                 "(--seccomp) and it is stopped by %s once a newer generation is ready", g->n,
+                 escape_text(prog.path).c_str(), prog_kind_text(prog.kind), signal_name(opts_.stop_signal));
+            return start_shimless(std::move(g));
+        }
         logf("gen %d: %s is %s: the shim cannot run in it; it gets its sockets by LISTEN_FDS and "
              "SERVER_STARTER_PORT and is stopped by %s once a newer generation is ready", g->n,
              escape_text(prog.path).c_str(), prog_kind_text(prog.kind), signal_name(opts_.stop_signal));
@@ -258,12 +266,26 @@ Gen *Supervisor::start_shimless(std::unique_ptr<Gen> g) {
         req.env.push_back("NOTIFY_SOCKET=" + where);
     }
     add_conventional(*g, &req);
-    // Nothing reports its sockets taken over: they are its from the start.
-    g->claimed.assign(g->passed.size(), true);
-    for (uint64_t id : g->passed) registry_.mark_used(id, g->n);
+    if (g->seccomp) {
+        // It binds its sockets itself: no descriptors or variables by convention. Each is its once its
+        // bind is answered with the registry's socket, taken over once it listens on it (on_seccomp).
+        req.conv_fds.clear();
+        std::vector<std::string> env;
+        for (auto &v : req.env)
+            if (v.compare(0, 7, "LISTEN_") != 0 && v.compare(0, 20, "SERVER_STARTER_PORT=") != 0) env.push_back(v);
+        req.env.swap(env);
+        req.seccomp = seccomp_filter();
+        g->hello = true; // nothing to wait for before its sockets count (check_ready)
+    } else {
+        // Nothing reports its sockets taken over: they are its from the start.
+        g->claimed.assign(g->passed.size(), true);
+        for (uint64_t id : g->passed) registry_.mark_used(id, g->n);
+    }
     SpawnResult r = spawn_generation(req);
     Gen *out = started(std::move(g), r);
-    if (out && opts_.ready == READY_DELAY) out->listen_ok_ms = out->started_ms;
+    if (out) out->notif = r.notif;
+    else if (r.notif >= 0) close(r.notif);
+    if (out && opts_.ready == READY_DELAY && !out->seccomp) out->listen_ok_ms = out->started_ms;
     return out;
 }
 
@@ -290,7 +312,7 @@ Gen *Supervisor::started(std::unique_ptr<Gen> g, const SpawnResult &r) {
 
 void Supervisor::release(Gen &g) {
     g.warn.flush(g.n);
-    for (int *fd : {&g.ctl, &g.ctl_peer, &g.wake, &g.shmfd, &g.notify, &g.pidfd}) {
+    for (int *fd : {&g.ctl, &g.ctl_peer, &g.wake, &g.shmfd, &g.notify, &g.pidfd, &g.notif}) {
         if (*fd >= 0) close(*fd);
         *fd = -1;
     }
@@ -383,6 +405,14 @@ void Supervisor::drain_shimless(Gen &g) {
 // readiness it can give without the shim, and sockets it gets by convention (binding its own would leave
 // two sockets on the port after a reload, each with half the connections).
 std::string Supervisor::shimless_refusal(const ProgInfo &p) const {
+    if (opts_.seccomp) {
+        // no_new_privs makes exec ignore set-id bits and file capabilities: it would run without them.
+        if (p.kind != PK_STATIC && geteuid() != 0)
+            return escape_text(p.path) + " is " + prog_kind_text(p.kind) + ", which --seccomp run by a user other "
+                   "than root would exec with no_new_privs, ignoring what it is set to gain: run the launcher as "
+                   "root or drop --seccomp";
+        return "";
+    }
     const bool ready_ok = opts_.ready != READY_LISTEN, sockets_ok = !registry_.all().empty();
     if (ready_ok && sockets_ok) return "";
     std::string add = !ready_ok ? "--ready notify (it sends READY=1) or --ready SEC" : "";
@@ -799,6 +829,57 @@ void Supervisor::on_notify(Gen &g) {
             g.notified_ready = true;
             debugf("gen %d: READY=1 from pid %d", g.n, int(m.sender));
             check_ready(g);
+        }
+    }
+}
+
+// --seccomp: the trapped calls of a generation's processes, answered now (each waits in the kernel).
+void Supervisor::on_seccomp(Gen &g) {
+    for (int handled = 0; handled < kMaxMessagesPerTurn && g.notif >= 0; ++handled) {
+        SeccompOutcome o = seccomp_serve(g.notif, registry_);
+        if (!o.warning.empty()) g.warn.warn(g.n, "%s", o.warning.c_str());
+        const Listener *l = o.id ? registry_.find(o.id) : nullptr;
+        size_t at = g.passed.size();
+        for (size_t i = 0; i < g.passed.size(); ++i)
+            if (o.id && g.passed[i] == o.id) at = i;
+        switch (o.kind) {
+        case SeccompOutcome::EMPTY: return;
+        case SeccompOutcome::NONE: break;
+        case SeccompOutcome::GONE:
+            debugf("gen %d: no process runs under its seccomp filter any more", g.n);
+            close(g.notif);
+            g.notif = -1;
+            return;
+        case SeccompOutcome::ADOPTED:
+            registry_.mark_used(o.id, g.n);
+            debugf("gen %d (pid %d): bind answered with %s", g.n, int(o.pid), l ? l->name.c_str() : "?");
+            if (o.dgram && at < g.passed.size() && !g.claimed[at]) {
+                g.claimed[at] = true;
+                check_ready(g);
+            }
+            break;
+        case SeccompOutcome::LISTENED:
+            registry_.mark_used(o.id, g.n);
+            if (at < g.passed.size() && !g.claimed[at]) {
+                g.claimed[at] = true;
+                debugf("gen %d took over %s", g.n, l ? l->name.c_str() : "?");
+            }
+            g.accepting = true;
+            check_ready(g);
+            break;
+        case SeccompOutcome::OWN: {
+            AddResult r = registry_.add(o.fd, g.n, o.pid); // the registry's now (closed if refused)
+            if (r.added) logf("gen %d listening on %s", g.n, r.added->name.c_str());
+            if (r.refused) g.warn.warn(g.n, "refused a socket from pid %d: %s", int(o.pid), r.refused);
+            else ++g.registered;
+            g.accepting = true;
+            check_ready(g);
+            break;
+        }
+        case SeccompOutcome::KEPT:
+            logf("gen %d (pid %d): shutdown of %s answered without shutting it down: other generations listen on it",
+                 g.n, int(o.pid), l ? l->name.c_str() : "?");
+            break;
         }
     }
 }
@@ -1332,6 +1413,14 @@ int Supervisor::run() {
         control_.shutdown();
         return kExitLauncherError;
     }
+    if (opts_.seccomp) {
+        if (std::string missing = seccomp_probe(); !missing.empty()) {
+            logf("fatal: --seccomp: %s; run it on Linux 5.14 or later, or without --seccomp", missing.c_str());
+            control_.shutdown();
+            return kExitLauncherError;
+        }
+        debugf("--seccomp: this kernel has seccomp user notification with SECCOMP_ADDFD_FLAG_SETFD");
+    }
     write_pid_file();
     Gen *first = start_generation(0);
     if (!first || first->exec_error) {
@@ -1349,7 +1438,7 @@ int Supervisor::run() {
         // and notifications first (a last IDLE or CLAIMED may precede an exit), then control requests,
         // then signals.
         std::vector<pollfd> pfds;
-        std::vector<Gen *> ctl_owner, notify_owner;
+        std::vector<Gen *> ctl_owner, notify_owner, seccomp_owner;
         for (auto &g : gens_) {
             if (g->ctl < 0) continue;
             pfds.push_back({g->ctl, POLLIN, 0});
@@ -1359,6 +1448,11 @@ int Supervisor::run() {
             if (g->notify < 0) continue;
             pfds.push_back({g->notify, POLLIN, 0});
             notify_owner.push_back(g.get());
+        }
+        for (auto &g : gens_) {
+            if (g->notif < 0) continue;
+            pfds.push_back({g->notif, POLLIN, 0});
+            seccomp_owner.push_back(g.get());
         }
         const size_t rdv_at = pfds.size();
         pfds.push_back({rdv_, POLLIN, 0});
@@ -1398,6 +1492,8 @@ int Supervisor::run() {
         }
         for (Gen *g : notify_owner)
             if (pfds[i++].revents && g->notify >= 0) on_notify(*g);
+        for (Gen *g : seccomp_owner)
+            if (pfds[i++].revents && g->notif >= 0) on_seccomp(*g);
         if (pfds[rdv_at].revents) on_rendezvous();
         for (auto &g : gens_) {
             if (!g->idle_hint) continue;

@@ -98,6 +98,10 @@ struct Gen {
     // A program the shim cannot run in (static, setuid/setgid, file capabilities): no private
     // descriptors, sockets by convention only, drained by its own stop signal.
     bool shimless = false;
+    // --seccomp (a shimless generation): its filter's notification descriptor, served in the poll loop
+    // while any of its processes runs under the filter (seccomp.h).
+    bool seccomp = false;
+    int notif = -1;
 };
 
 class Supervisor {
@@ -120,6 +124,7 @@ private:
     void on_ctl(Gen &g, bool hangup);
     void on_notify(Gen &g);
     void on_rendezvous();
+    void on_seccomp(Gen &g);
     void on_control(const ControlRequest &r);
     void on_deadlines(int64_t now);
     void check_ready(Gen &g);

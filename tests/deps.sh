@@ -7,7 +7,7 @@
 set -eu
 
 BUILD_PKGS="g++ make python3"
-TEST_PKGS="libc6-dev libcmocka-dev python3-pytest curl iproute2 nginx-light redis-server memcached nodejs wrk apache2 haproxy"
+TEST_PKGS="libc6-dev libcmocka-dev python3-pytest curl iproute2 nginx-light redis-server memcached nodejs wrk apache2 haproxy golang-go"
 FUZZ_PKGS="clang libclang-rt-dev"
 
 pkgs=$BUILD_PKGS

@@ -1,0 +1,235 @@
+/*
+ * bindserver.c - an HTTP/1.0 test server built with gcc -static that knows nothing of hotrestart: it makes,
+ * binds and listens on its socket itself (no LISTEN_FDS, no READY=1), like most static and Go servers.
+ * Under `hotrestart --seccomp` its bind() gets the launcher's socket.
+ *
+ *   bindserver --listen ADDR [--tag TAG] [--prefork N] [--shutdown-at-exit] [--own-filter] [--nonblock]
+ *              [--gate FIFO]
+ *
+ * ADDR: HOST:PORT (IPv4), [V6]:PORT, unix:PATH or unix:@NAME (abstract). --prefork N: after listen, N worker processes accept
+ * (the first process only waits for them). --shutdown-at-exit: every process calls shutdown(SHUT_RDWR) on
+ * its listening socket before it exits, as some servers do. --own-filter: before binding, installs a
+ * seccomp filter of its own (sethostname fails with EROFS) and tries to get a user-notification
+ * listener of its own too. --nonblock: the socket is made with SOCK_NONBLOCK. --gate FIFO: opens FIFO for
+ * reading (blocks until a writer comes) before making its socket.
+ * Every reply (HTTP/1.0 200, Connection: close) has the body
+ *   pid=<pid> tag=<tag> ino=<inode of its listening socket> own_filter=<ok|-> own_listener=<errno name|->
+ * SIGTERM: a graceful stop: it stops accepting, finishes the connection it is serving and exits 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stopping;
+static char own_filter[16] = "-", own_listener[16] = "-";
+
+static void on_term(int sig) {
+    (void)sig;
+    stopping = 1;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "bindserver: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static socklen_t parse_addr(const char *s, struct sockaddr_storage *ss) {
+    memset(ss, 0, sizeof *ss);
+    if (strncmp(s, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        un->sun_family = AF_UNIX;
+        if (strlen(s + 5) >= sizeof un->sun_path) return 0;
+        strcpy(un->sun_path, s + 5);
+        if (un->sun_path[0] == '@') { /* abstract: the name is the bytes after the NUL, no terminator */
+            un->sun_path[0] = '\0';
+            return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(s + 5));
+        }
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(s + 5) + 1);
+    }
+    char host[128];
+    const char *colon = strrchr(s, ':');
+    if (!colon || (size_t)(colon - s) >= sizeof host) return 0;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    int port = atoi(colon + 1);
+    if (host[0] == '[') {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        size_t n = strlen(host);
+        if (n < 2 || host[n - 1] != ']') return 0;
+        host[n - 1] = '\0';
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host + 1, &in6->sin6_addr) == 1 ? sizeof *in6 : 0;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? sizeof *in : 0;
+}
+
+/* A filter of the program's own, as a sandboxing server installs one: sethostname fails with EROFS,
+ * everything else is allowed. Then a second one asking for a notification listener, which the kernel
+ * refuses (EBUSY) when one is already in the chain: hotrestart's. */
+static void install_own_filter(void) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sethostname, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EROFS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) die("seccomp");
+    if (sethostname("x", 1) < 0 && errno == EROFS) strcpy(own_filter, "ok");
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (fd >= 0) {
+        strcpy(own_listener, "ok");
+        close((int)fd);
+    } else {
+        strcpy(own_listener, errno == EBUSY ? "EBUSY" : "other");
+    }
+}
+
+static void serve(int c, const char *tag, unsigned long ino) {
+    char req[4096];
+    size_t got = 0;
+    while (got < sizeof req - 1) {
+        ssize_t r = read(c, req + got, sizeof req - 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n")) break;
+    }
+    char body[256], reply[512];
+    int bl = snprintf(body, sizeof body, "pid=%d tag=%s ino=%lu own_filter=%s own_listener=%s\n", (int)getpid(), tag,
+                      ino, own_filter, own_listener);
+    int rl = snprintf(reply, sizeof reply,
+                      "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+                      bl, body);
+    for (int off = 0; off < rl;) {
+        ssize_t w = write(c, reply + off, (size_t)(rl - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += (int)w;
+    }
+    close(c);
+}
+
+static int accept_loop(int s, const char *tag, unsigned long ino, const sigset_t *none, const sigset_t *term) {
+    struct pollfd p = {s, POLLIN, 0};
+    while (!stopping) {
+        /* SIGTERM is let in only while waiting: a connection accepted is always served. */
+        int r = ppoll(&p, 1, NULL, none);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            perror("bindserver: ppoll");
+            return 1;
+        }
+        sigprocmask(SIG_SETMASK, none, NULL);
+        if (stopping) break;
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+        int e = errno;
+        sigprocmask(SIG_BLOCK, term, NULL);
+        if (c >= 0) serve(c, tag, ino);
+        else if (e != EINTR && e != EAGAIN && e != ECONNABORTED) {
+            if (e == EINVAL) return 0; /* no longer listening */
+            errno = e;
+            perror("bindserver: accept");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *tag = "bind", *addr = NULL, *gate = NULL;
+    int prefork = 0, shut = 0, own = 0, nonblock = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) addr = argv[++i];
+        else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc) tag = argv[++i];
+        else if (strcmp(argv[i], "--prefork") == 0 && i + 1 < argc) prefork = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--gate") == 0 && i + 1 < argc) gate = argv[++i];
+        else if (strcmp(argv[i], "--shutdown-at-exit") == 0) shut = 1;
+        else if (strcmp(argv[i], "--own-filter") == 0) own = 1;
+        else if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
+        else {
+            fprintf(stderr, "bindserver: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = addr ? parse_addr(addr, &ss) : 0;
+    if (!len) {
+        fprintf(stderr, "bindserver: --listen HOST:PORT, [V6]:PORT or unix:PATH needed\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: a blocked accept() returns EINTR */
+    sigset_t term, none;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, &none);
+    sigdelset(&none, SIGTERM);
+
+    if (gate) {
+        int g = open(gate, O_RDONLY | O_CLOEXEC);
+        if (g < 0) die("gate");
+        close(g);
+    }
+    if (own) install_own_filter();
+    int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+    if (s < 0) die("socket");
+    int one = 1;
+    if (ss.ss_family != AF_UNIX) setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(s, (struct sockaddr *)&ss, len) < 0) die("bind");
+    if (listen(s, 128) < 0) die("listen");
+    struct stat st;
+    if (fstat(s, &st) < 0) die("fstat");
+    unsigned long ino = (unsigned long)st.st_ino;
+
+    int rc = 0;
+    if (prefork > 0) {
+        for (int i = 0; i < prefork; ++i) {
+            pid_t w = fork();
+            if (w < 0) die("fork");
+            if (w == 0) {
+                rc = accept_loop(s, tag, ino, &none, &term);
+                if (shut) shutdown(s, SHUT_RDWR);
+                _exit(rc);
+            }
+        }
+        /* The first process only waits for its workers (SIGTERM reaches them through the process group). */
+        int status;
+        for (;;) {
+            pid_t w = waitpid(-1, &status, 0);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) break;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
+        }
+    } else {
+        rc = accept_loop(s, tag, ino, &none, &term);
+    }
+    if (shut) shutdown(s, SHUT_RDWR);
+    close(s);
+    return rc;
+}
