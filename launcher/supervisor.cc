@@ -13,6 +13,8 @@
 #include "spawn.h"
 #include "state.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -156,16 +158,7 @@ Gen *Supervisor::start_generation(int reload) {
              escape_text(prog.path).c_str(), prog_kind_text(prog.kind), signal_name(opts_.stop_signal));
         return start_shimless(std::move(g));
     }
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        logf("error: unable to create the control socket for gen %d: %s", g->n, strerror(errno));
-        return nullptr;
-    }
-    g->ctl = sv[0];
-    g->ctl_peer = sv[1];
-    fcntl(g->ctl, F_SETFL, O_NONBLOCK);
-    if (!ctl_pass_credentials(g->ctl)) {
-        logf("error: unable to enable credentials on the control socket for gen %d: %s", g->n, strerror(errno));
+    if (!new_ctl(*g)) {
         release(*g);
         return nullptr;
     }
@@ -205,7 +198,7 @@ Gen *Supervisor::start_generation(int reload) {
     req.shim = shim_;
     req.sigmask = orig_mask_;
     req.sigpipe = orig_sigpipe_;
-    req.cfg.ctl = sv[1];
+    req.cfg.ctl = g->ctl_peer;
     req.cfg.wake = g->wake;
     req.cfg.shm = g->shmfd;
     req.cfg.gen = g->n;
@@ -310,7 +303,31 @@ Gen *Supervisor::started(std::unique_ptr<Gen> g, const SpawnResult &r) {
     return gens_.back().get();
 }
 
+// A control socketpair for g's main process to fetch at the rendezvous: the launcher keeps ctl (an earlier
+// one, if any, goes to ctl_old and is still read) and holds ctl_peer only until it is handed over.
+bool Supervisor::new_ctl(Gen &g) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        logf("error: unable to create the control socket for gen %d: %s", g.n, strerror(errno));
+        return false;
+    }
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    if (!ctl_pass_credentials(sv[0])) {
+        logf("error: unable to enable credentials on the control socket for gen %d: %s", g.n, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return false;
+    }
+    if (g.ctl >= 0) g.ctl_old.push_back(g.ctl);
+    if (g.ctl_peer >= 0) close(g.ctl_peer);
+    g.ctl = sv[0];
+    g.ctl_peer = sv[1];
+    return true;
+}
+
 void Supervisor::release(Gen &g) {
+    for (int fd : g.ctl_old) if (fd >= 0) close(fd);
+    g.ctl_old.clear();
     g.warn.flush(g.n);
     for (int *fd : {&g.ctl, &g.ctl_peer, &g.wake, &g.shmfd, &g.notify, &g.pidfd, &g.notif}) {
         if (*fd >= 0) close(*fd);
@@ -710,20 +727,21 @@ void Supervisor::maybe_confirm(Gen &g) {
     if (now_ms() >= g.trial_end_ms) fire(g, EV_CONFIRMED);
 }
 
-void Supervisor::on_ctl(Gen &g, bool hangup) {
+void Supervisor::on_ctl(Gen &g, int &fd, bool hangup) {
+    const bool current = &fd == &g.ctl;
     for (int handled = 0; handled < kMaxMessagesPerTurn; ++handled) {
         CtlRecord rec;
-        CtlRead got = ctl_read(g.ctl, &rec);
+        CtlRead got = ctl_read(fd, &rec);
         if (got == CTL_AGAIN) return;
         if (got == CTL_EMPTY) {
             // The end (every process of the generation closed its end, perhaps by raw syscalls or by an
             // exec), or a zero-length record, which the shim never sends. After a hang-up the socket stays
             // readable for ever: close it, or poll() would wake us at once again and again.
             if (!hangup) continue;
-            debugf("gen %d: control socket closed by the generation", g.n);
-            close(g.ctl);
-            g.ctl = -1;
-            check_ready(g);
+            debugf("gen %d: %scontrol socket closed by the generation", g.n, current ? "" : "an earlier ");
+            close(fd);
+            fd = -1;
+            if (current) check_ready(g);
             return;
         }
         // Who sent it is what the kernel says (SCM_CREDENTIALS), never Msg::pid.
@@ -793,8 +811,7 @@ void Supervisor::on_rendezvous() {
         if (c < 0) return;
         Gen *owner = nullptr;
         for (auto &g : gens_)
-            if (peer > 0 && g->pid == peer && !g->main_exited && g->ctl_peer >= 0 && g->wake >= 0 && g->shmfd >= 0)
-                owner = g.get();
+            if (peer > 0 && g->pid == peer && !g->main_exited && g->wake >= 0 && g->shmfd >= 0) owner = g.get();
         if (!owner) {
             rdv_log_.refused(peer, "it is not the main process of a generation");
             close(c);
@@ -805,7 +822,16 @@ void Supervisor::on_rendezvous() {
         Config cfg = owner->cfg;
         if (owner->handed++)
             for (int i = 0; i < cfg.nfds; ++i) cfg.fds[i] = -1;
-        if (rendezvous_answer(c, cfg, owner->ctl_peer, owner->wake, owner->shmfd))
+        // Each image gets a control socket of its own, and the launcher keeps no copy of the generation's
+        // end once handed over: when every process of the generation has closed it, the launcher sees it.
+        if (owner->ctl_peer < 0 && !new_ctl(*owner)) {
+            close(c);
+            continue;
+        }
+        const bool answered = rendezvous_answer(c, cfg, owner->ctl_peer, owner->wake, owner->shmfd);
+        close(owner->ctl_peer);
+        owner->ctl_peer = -1;
+        if (answered)
             debugf("gen %d: private descriptors handed to pid %d%s", owner->n, int(peer),
                    owner->handed > 1 ? " (after an exec)" : "");
         else
@@ -1438,11 +1464,19 @@ int Supervisor::run() {
         // and notifications first (a last IDLE or CLAIMED may precede an exit), then control requests,
         // then signals.
         std::vector<pollfd> pfds;
-        std::vector<Gen *> ctl_owner, notify_owner, seccomp_owner;
+        std::vector<Gen *> notify_owner, seccomp_owner;
+        std::vector<std::pair<Gen *, size_t>> ctl_owner; // which control socket: SIZE_MAX ctl, else ctl_old[i]
         for (auto &g : gens_) {
-            if (g->ctl < 0) continue;
-            pfds.push_back({g->ctl, POLLIN, 0});
-            ctl_owner.push_back(g.get());
+            auto &old = g->ctl_old;
+            old.erase(std::remove(old.begin(), old.end(), -1), old.end());
+            if (g->ctl >= 0) {
+                pfds.push_back({g->ctl, POLLIN, 0});
+                ctl_owner.push_back({g.get(), SIZE_MAX});
+            }
+            for (size_t k = 0; k < old.size(); ++k) {
+                pfds.push_back({old[k], POLLIN, 0});
+                ctl_owner.push_back({g.get(), k});
+            }
         }
         for (auto &g : gens_) {
             if (g->notify < 0) continue;
@@ -1486,9 +1520,10 @@ int Supervisor::run() {
             for (auto &p : pfds) p.revents = 0;
         }
         size_t i = 0;
-        for (Gen *g : ctl_owner) {
+        for (auto &[g, k] : ctl_owner) {
             short rev = pfds[i++].revents;
-            if (rev) on_ctl(*g, rev & (POLLHUP | POLLERR));
+            int &fd = k == SIZE_MAX ? g->ctl : g->ctl_old[k];
+            if (rev && fd >= 0) on_ctl(*g, fd, rev & (POLLHUP | POLLERR));
         }
         for (Gen *g : notify_owner)
             if (pfds[i++].revents && g->notify >= 0) on_notify(*g);

@@ -36,7 +36,10 @@ struct Gen {
     pid_t pid = -1;
     GenState st = GS_STARTING;
     int ctl = -1;    // launcher's end of the control socketpair
-    int ctl_peer = -1; // the generation's end, handed to its main process at the rendezvous (never inherited)
+    int ctl_peer = -1; // the generation's end until the rendezvous hands it to its main process (then closed:
+                       // when the generation's last holder closes it, ctl hangs up)
+    std::vector<int> ctl_old; // launcher's ends given to earlier images of the main process (before an exec):
+                              // processes forked before it may still write there
     Config cfg;        // what the rendezvous tells its main process (fds: the numbers it inherits them at)
     int handed = 0;    // answers given at the rendezvous (the second and later: after an exec)
     int wake = -1;   // eventfd: readable while the generation must not accept (reset when it resumes)
@@ -121,7 +124,8 @@ private:
     bool idle(Gen &g);
     void on_signal(int sig);
     void on_child_exits();
-    void on_ctl(Gen &g, bool hangup);
+    void on_ctl(Gen &g, int &fd, bool hangup);
+    bool new_ctl(Gen &g);
     void on_notify(Gen &g);
     void on_rendezvous();
     void on_seccomp(Gen &g);
