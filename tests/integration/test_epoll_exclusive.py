@@ -10,10 +10,12 @@ import os
 import signal
 import socket
 
-from conftest import dual_stack_port, free_port, http_get, reply_pid, socket_fds, wait_until
-from test_real_servers import NGINX, need, nginx_argv, nginx_config, quietly, workdir, workers_of  # noqa: F401
+from conftest import PYTHON, dual_stack_port, free_port, http_get, reply_pid, socket_fds, wait_until
+from test_real_servers import (NGINX, need, nginx_argv, nginx_config, quietly, tcp_udp_port,  # noqa: F401
+                               workdir, workers_of)
 from test_scale import forkhold, hold, in_group  # noqa: F401 (forkhold is a fixture)
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 # A request the new generation answers takes milliseconds; one left in the queue is never answered.
 REQUEST_TIMEOUT = 5.0
 
@@ -79,6 +81,41 @@ def test_nginx_answers_single_requests_while_the_old_generation_drains(workdir, 
             assert pid in new, "request %d answered by %d, not by gen 2's workers %s" % (i + 1, pid, new)
     finally:
         idle.close()
+    hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
+    hr.stop(30)
+    hr.assert_no_process_left()
+
+
+def test_exclusive_epoll_datagrams_reach_the_new_generation(launch):
+    """The same for a UDP socket: a datagram the draining worker was woken for stays queued."""
+    port = tcp_udp_port()
+    hr = launch([PYTHON, os.path.join(HERE, "servers", "exclusive_udp.py"), "--port", str(port)],
+                options=["--drain-timeout", "60"])
+    gen1 = hr.wait_ready(1)
+    hr.wait_for(r"exclusive_udp: pid=%d 2 workers waiting" % gen1, since=0, timeout=30)
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        held.sendall(b"HOLD\n")
+        holder = reply_pid(held.recv(64).decode())
+        assert in_group(holder, gen1)
+        since = hr.mark()
+        hr.signal(signal.SIGHUP)
+        gen2 = int(hr.wait_for(r"reload 1: gen 2 \(pid (\d+)\) serving; .* gen 1 draining", since=since,
+                               timeout=30).group(1))
+        hr.wait_for(r"exclusive_udp: pid=%d 2 workers waiting" % gen2, since=since, timeout=30)
+        for i in range(4):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.settimeout(REQUEST_TIMEOUT)
+                u.sendto(b"ping %d" % i, ("127.0.0.1", port))
+                try:
+                    pid = reply_pid(u.recv(64).decode())
+                except socket.timeout:
+                    raise AssertionError("datagram %d after the reload not answered within %.0f s" % (i + 1, REQUEST_TIMEOUT))
+            assert in_group(pid, gen2), "datagram %d answered by %d" % (i + 1, pid)
+        held.sendall(b"HOLD\n")  # the old generation still serves what it holds
+        assert reply_pid(held.recv(64).decode()) == holder
+    finally:
+        held.close()
     hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
     hr.stop(30)
     hr.assert_no_process_left()
