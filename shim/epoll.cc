@@ -204,7 +204,7 @@ int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
             return 0;
         }
         if (op == EPOLL_CTL_MOD) {
-            if ((ev && (ev->events & EPOLLEXCLUSIVE)) || (r->events.load() & EPOLLEXCLUSIVE)) {
+            if (ev && ((ev->events & EPOLLEXCLUSIVE) || (r->events.load() & EPOLLEXCLUSIVE))) {
                 errno = EINVAL;
                 return -1;
             }
