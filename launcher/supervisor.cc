@@ -198,9 +198,11 @@ Gen *Supervisor::start_generation(int reload) {
     req.shim = shim_;
     req.sigmask = orig_mask_;
     req.sigpipe = orig_sigpipe_;
-    req.cfg.ctl = g->ctl_peer;
-    req.cfg.wake = g->wake;
-    req.cfg.shm = g->shmfd;
+    // Placeholders: the shim uses the descriptors it receives at the rendezvous; numbers of the launcher's
+    // could collide with the generation's sockets at 3, 4... (the decoder wants them all distinct).
+    req.cfg.ctl = kMaxFdNumber;
+    req.cfg.wake = kMaxFdNumber - 1;
+    req.cfg.shm = kMaxFdNumber - 2;
     req.cfg.gen = g->n;
     req.cfg.launcher_pid = getpid();
     req.cfg.verbose = opts_.verbose > 1 ? opts_.verbose - 1 : 0;

@@ -64,6 +64,33 @@ void write_elf(const std::string &path, bool interp, mode_t mode) {
     write_file(path, &img, sizeof img, mode);
 }
 
+// A shared object run as a program (ET_DYN, no PT_INTERP) with a PT_DYNAMIC segment that has DT_SONAME
+// (the dynamic loader) or not (a static-pie executable).
+void write_et_dyn(const std::string &path, bool soname) {
+    struct {
+        Elf64_Ehdr eh;
+        Elf64_Phdr ph[2];
+        Elf64_Dyn dyn[3];
+    } img;
+    memset(&img, 0, sizeof img);
+    memcpy(img.eh.e_ident, ELFMAG, SELFMAG);
+    img.eh.e_ident[EI_CLASS] = ELFCLASS64;
+    img.eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    img.eh.e_ident[EI_VERSION] = EV_CURRENT;
+    img.eh.e_type = ET_DYN;
+    img.eh.e_phoff = sizeof(Elf64_Ehdr);
+    img.eh.e_phentsize = sizeof(Elf64_Phdr);
+    img.eh.e_phnum = 2;
+    img.ph[0].p_type = PT_LOAD;
+    img.ph[1].p_type = PT_DYNAMIC;
+    img.ph[1].p_offset = offsetof(decltype(img), dyn);
+    img.ph[1].p_filesz = sizeof img.dyn;
+    img.dyn[0].d_tag = DT_HASH;
+    img.dyn[1].d_tag = soname ? DT_SONAME : DT_DEBUG;
+    img.dyn[2].d_tag = DT_NULL;
+    write_file(path, &img, sizeof img, 0755);
+}
+
 int setup(void **) {
     char tmpl[] = "/tmp/hr-progkind-XXXXXX";
     assert_non_null(mkdtemp(tmpl));
@@ -81,6 +108,13 @@ void test_elf_interpreter(void **) {
     write_elf(path_of("static"), false, 0755);
     assert_int_equal(prog_classify(path_of("dyn"), getuid(), getgid()).kind, PK_DYNAMIC);
     assert_int_equal(prog_classify(path_of("static"), getuid(), getgid()).kind, PK_STATIC);
+    // `ld-linux-x86-64.so.2 --library-path ... PROGRAM` (a bundle) loads PROGRAM dynamically, LD_PRELOAD too.
+    write_et_dyn(path_of("loader"), true);
+    write_et_dyn(path_of("static-pie"), false);
+    assert_int_equal(prog_classify(path_of("loader"), getuid(), getgid()).kind, PK_DYNAMIC);
+    assert_int_equal(prog_classify(path_of("static-pie"), getuid(), getgid()).kind, PK_STATIC);
+    if (access("/lib64/ld-linux-x86-64.so.2", X_OK) == 0)
+        assert_int_equal(prog_classify("/lib64/ld-linux-x86-64.so.2", getuid(), getgid()).kind, PK_DYNAMIC);
     assert_true(prog_shimless(PK_STATIC));
     assert_false(prog_shimless(PK_DYNAMIC));
     assert_false(prog_shimless(PK_UNKNOWN));
