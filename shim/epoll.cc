@@ -7,15 +7,6 @@
 // listener also removes its registrations first, so they cannot outlive the program's descriptor.
 // A drain can be called off (the launcher's rollback window: the newer generation failed): the next
 // epoll_wait() on a set whose registrations the shim took out puts them back as the program made them.
-// EPOLLEXCLUSIVE (nginx's listeners on Linux) is never registered for a shared socket: the kernel wakes
-// one exclusive waiter per new connection, the first epoll set on the socket's wait queue with a thread
-// blocked in it. The old generation's sets came first and their workers may sit in epoll_wait() without a
-// timeout when the drain begins; the one woken hides the event and nothing wakes the new generation for
-// that connection until another arrives. Registered without the flag, every set sees every connection
-// whatever the others do, so the new generation is woken by construction; the cost is that each of a
-// generation's processes is woken per connection (all but one find nothing to accept, as they would
-// without the flag). The program's view stays its own: the shim remembers the flag, and answers EINVAL
-// where the kernel would (EPOLL_CTL_MOD of an exclusive registration, or with the flag).
 #include "core.h"
 #include "libc.h"
 
@@ -36,10 +27,6 @@ struct EpReg {
 };
 constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDNORM | EPOLLRDBAND | EPOLLPRI;
 constexpr uint32_t kWriteEvents = EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
-// What EPOLLEXCLUSIVE may be combined with (fs/eventpoll.c: EPOLLEXCLUSIVE_OK_BITS); anything else is EINVAL.
-constexpr uint32_t kExclusiveOk = EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE;
-// The events the shim registers in the kernel for the program's registration of a shared socket.
-inline uint32_t kernel_events(uint32_t events) { return events & ~uint32_t(EPOLLEXCLUSIVE); }
 constexpr int kMaxRegs = 256;
 EpReg regs[kMaxRegs];
 // Registrations of this process currently taken out by the shim: while zero, a wait outside a drain
@@ -96,7 +83,7 @@ void detach(int epfd) {
         epoll_event ev{};
         uint32_t events = r.events.load();
         if (events & kWriteEvents) {
-            ev.events = kernel_events(events) & ~kReadEvents;
+            ev.events = events & ~kReadEvents;
             ev.data.u64 = r.data.load();
             real_epoll_ctl(epfd, EPOLL_CTL_MOD, r.fd.load(), &ev);
         } else {
@@ -113,7 +100,8 @@ void reattach(int epfd) {
         if (!r.removed.compare_exchange_strong(expected, 0)) continue;
         detached.fetch_sub(1);
         epoll_event ev{};
-        ev.events = kernel_events(r.events.load());
+        uint32_t events = r.events.load();
+        ev.events = events;
         ev.data.u64 = r.data.load();
         // What detach() modified is still in the set; what it deleted must be added again (the program may
         // have changed the registration meanwhile, so ask the kernel rather than guess).
@@ -204,10 +192,6 @@ int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
             return 0;
         }
         if (op == EPOLL_CTL_MOD) {
-            if (ev && ((ev->events & EPOLLEXCLUSIVE) || (r->events.load() & EPOLLEXCLUSIVE))) {
-                errno = EINVAL;
-                return -1;
-            }
             if (ev) {
                 r->data.store(ev->data.u64);
                 r->events.store(ev->events);
@@ -215,21 +199,7 @@ int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
             return 0;
         }
     }
-    epoll_event kev;
-    epoll_event *pass = ev;
-    if (ev && (ev->events & EPOLLEXCLUSIVE)) {
-        // A valid exclusive ADD goes in without the flag; the kernel refuses the rest itself (a MOD that
-        // names the flag, flags it may not be combined with).
-        if (op == EPOLL_CTL_ADD && !(ev->events & ~kExclusiveOk)) {
-            kev = *ev;
-            kev.events = kernel_events(ev->events);
-            pass = &kev;
-        }
-    } else if (op == EPOLL_CTL_MOD && ev && r && (r->events.load() & EPOLLEXCLUSIVE)) {
-        errno = EINVAL; // the kernel never modifies an exclusive registration
-        return -1;
-    }
-    int rc = real_epoll_ctl(epfd, op, fd, pass);
+    int rc = real_epoll_ctl(epfd, op, fd, ev);
     if (rc == 0) {
         ErrnoGuard keep;
         if (op == EPOLL_CTL_DEL) {
