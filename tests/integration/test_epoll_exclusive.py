@@ -1,0 +1,134 @@
+"""EPOLLEXCLUSIVE across a reload (nginx's accept loop on Linux, accept_mutex off), at low traffic.
+
+With EPOLLEXCLUSIVE the kernel wakes one exclusive waiter per new connection: the first epoll set on the
+listener's wait queue with a thread blocked in it. The old generation's workers registered first, and
+they stay blocked in epoll_wait() without a timeout when the drain begins. If one of them takes the wake-up
+and its shim hides the event (it no longer accepts), nobody else is woken for that connection: it waits in
+the queue until a later connection arrives. These tests send single requests one after another, each of
+which must be answered within a bound, while the old generation drains held connections.
+
+KNOWN BUG, not fixed yet: registering shared sockets without EPOLLEXCLUSIVE fixed it but cost ~30% of
+nginx's Connection: close throughput with 16 workers (every worker woken per connection), against the
+bar of < 1% at any core count; that change was taken back. The fix to build: before a generation is paused,
+wake its epoll waiters through a hidden registration of the generation's eventfd and have them re-register
+their shared sockets without EPOLLEXCLUSIVE (a woken waiter leaves the wait queue, so it can no longer take
+an exclusive wake-up), then raise the drain flag. Until then these tests are expected to fail (xfail: they
+report XPASS once it is fixed)."""
+import os
+import signal
+import socket
+
+import pytest
+
+from conftest import PYTHON, dual_stack_port, free_port, http_get, reply_pid, socket_fds, wait_until
+from test_real_servers import (NGINX, need, nginx_argv, nginx_config, quietly, tcp_udp_port,  # noqa: F401
+                               workdir, workers_of)
+from test_scale import forkhold, hold, in_group  # noqa: F401 (forkhold is a fixture)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# A request the new generation answers takes milliseconds; one left in the queue is never answered.
+REQUEST_TIMEOUT = 5.0
+
+pytestmark = pytest.mark.xfail(reason="known bug: an old generation's exclusive epoll waiter can take a new "
+                                      "connection's only wake-up during a reload (see the module docstring)")
+
+
+def test_exclusive_epoll_workers_pass_every_connection_on(launch, forkhold):  # noqa: F811
+    port = free_port()
+    hr = launch([forkhold, "--port", str(port), "--workers", "2", "--exclusive"], options=["--drain-timeout", "60"])
+    gen1 = hr.wait_ready(1)
+    hr.wait_for(r"forkhold: pid=%d 2 workers accepting" % gen1, since=0, timeout=30)
+    # Connections held open keep gen 1 draining, its workers blocked in epoll_wait(-1) on the listener.
+    held = hold(port, 2)
+    since = hr.mark()
+    hr.signal(signal.SIGHUP)
+    gen2 = int(hr.wait_for(r"reload 1: gen 2 \(pid (\d+)\) serving; .* gen 1 draining", since=since,
+                           timeout=30).group(1))
+    hr.wait_for(r"forkhold: pid=%d 2 workers accepting" % gen2, since=since, timeout=30)
+    # Low traffic: one request at a time. Each old worker takes one wake-up at most; without the fix the
+    # first two requests are never answered (nothing comes after them to wake gen 2).
+    for i in range(4):
+        try:
+            body = http_get(port, timeout=REQUEST_TIMEOUT)
+        except socket.timeout:
+            raise AssertionError("request %d after the reload not answered within %.0f s" % (i + 1, REQUEST_TIMEOUT))
+        assert in_group(reply_pid(body), gen2), "request %d answered by %s" % (i + 1, body)
+    for s, pid in held:  # the old generation still serves what it holds
+        s.sendall(b"HOLD\n")
+        assert s.recv(64) == b"pid=%d\n" % pid
+        s.close()
+    hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
+    assert "drain timeout" not in hr.log()
+    hr.stop(30)
+    hr.assert_no_process_left()
+
+
+def test_nginx_answers_single_requests_while_the_old_generation_drains(workdir, launch):  # noqa: F811
+    """The same with nginx itself (2 workers, accept_mutex off: EPOLLEXCLUSIVE on its listeners)."""
+    need(NGINX, "nginx-light")
+    port = dual_stack_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(nginx_config(workdir, port))
+    os.chmod(conf, 0o644)
+    hr = launch(nginx_argv(workdir, conf), options=["--stop-signal", "QUIT", "--ready-timeout", "20",
+                                                    "--drain-timeout", "60"], cwd=workdir)
+    hr.wait_ready(1)
+    old = workers_of(hr, 1, 2)
+    wait_until(quietly(lambda: reply_pid(http_get(port, timeout=REQUEST_TIMEOUT)) in old), 10, "nginx to answer")
+    # A request whose headers never end keeps gen 1 draining; its workers wait in epoll_wait().
+    base = sum(socket_fds(p) for p in old)
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        idle.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n")
+        wait_until(lambda: sum(socket_fds(p) for p in old) > base, 10, "a gen 1 worker to accept the idle request")
+        since = hr.mark()
+        hr.signal(signal.SIGHUP)
+        hr.wait_for(r"reload 1: gen 2 \(pid \d+\) serving; .* gen 1 draining 1 connection", since=since, timeout=30)
+        new = workers_of(hr, 2, 2)
+        for i in range(4):
+            try:
+                pid = reply_pid(http_get(port, timeout=REQUEST_TIMEOUT))
+            except socket.timeout:
+                raise AssertionError("request %d after the reload not answered within %.0f s" % (i + 1, REQUEST_TIMEOUT))
+            assert pid in new, "request %d answered by %d, not by gen 2's workers %s" % (i + 1, pid, new)
+    finally:
+        idle.close()
+    hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
+    hr.stop(30)
+    hr.assert_no_process_left()
+
+
+def test_exclusive_epoll_datagrams_reach_the_new_generation(launch):
+    """The same for a UDP socket: a datagram the draining worker was woken for stays queued."""
+    port = tcp_udp_port()
+    hr = launch([PYTHON, os.path.join(HERE, "servers", "exclusive_udp.py"), "--port", str(port)],
+                options=["--drain-timeout", "60"])
+    gen1 = hr.wait_ready(1)
+    hr.wait_for(r"exclusive_udp: pid=%d 2 workers waiting" % gen1, since=0, timeout=30)
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        held.sendall(b"HOLD\n")
+        holder = reply_pid(held.recv(64).decode())
+        assert in_group(holder, gen1)
+        since = hr.mark()
+        hr.signal(signal.SIGHUP)
+        gen2 = int(hr.wait_for(r"reload 1: gen 2 \(pid (\d+)\) serving; .* gen 1 draining", since=since,
+                               timeout=30).group(1))
+        hr.wait_for(r"exclusive_udp: pid=%d 2 workers waiting" % gen2, since=since, timeout=30)
+        for i in range(4):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.settimeout(REQUEST_TIMEOUT)
+                u.sendto(b"ping %d" % i, ("127.0.0.1", port))
+                try:
+                    pid = reply_pid(u.recv(64).decode())
+                except socket.timeout:
+                    raise AssertionError("datagram %d after the reload not answered within %.0f s" % (i + 1, REQUEST_TIMEOUT))
+            assert in_group(pid, gen2), "datagram %d answered by %d" % (i + 1, pid)
+        held.sendall(b"HOLD\n")  # the old generation still serves what it holds
+        assert reply_pid(held.recv(64).decode()) == holder
+    finally:
+        held.close()
+    hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
+    hr.stop(30)
+    hr.assert_no_process_left()
