@@ -372,15 +372,18 @@ bool Supervisor::idle(Gen &g) {
     return now - g.kernel_zero_since_ms >= kStaleAfterMs;
 }
 
-// Stop accepting: the flag first (the shim re-checks it around every accept), then the wake-up. A paused
-// generation may still resume (standby); for_report: its drain is the current reload's.
+// Stop accepting: the wake-up first, then the flag (the shim re-checks it around every accept). The
+// wake-up reaches the epoll sets that hold an exclusive shared registration (see shim/epoll.cc): they drop
+// EPOLLEXCLUSIVE before the flag can make them hide a new connection's only wake-up. A waiter woken before
+// the flag is up accepts as before, at most until the flag is up a moment later. A paused generation may
+// still resume (standby); for_report: its drain is the current reload's.
 void Supervisor::pause(Gen &g, bool for_report) {
-    if (g.shm) g.shm->draining.store(for_report ? kStandby : kDraining, std::memory_order_seq_cst);
     if (g.wake >= 0) {
         uint64_t one = 1;
         ssize_t w = write(g.wake, &one, sizeof one);
         (void)w;
     }
+    if (g.shm) g.shm->draining.store(for_report ? kStandby : kDraining, std::memory_order_seq_cst);
     g.paused_ms = now_ms();
     int live = g.shm ? shared_total_conns(g.shm) : 0;
     g.conns_at_pause = g.shimless ? -1 : live < 0 ? 0 : live; // without the shim nobody counts them

@@ -7,13 +7,10 @@ and its shim hides the event (it no longer accepts), nobody else is woken for th
 the queue until a later connection arrives. These tests send single requests one after another, each of
 which must be answered within a bound, while the old generation drains held connections.
 
-KNOWN BUG, not fixed yet: registering shared sockets without EPOLLEXCLUSIVE fixed it but cost ~30% of
-nginx's Connection: close throughput with 16 workers (every worker woken per connection), against the
-bar of < 1% at any core count; that change was taken back. The fix to build: before a generation is paused,
-wake its epoll waiters through a hidden registration of the generation's eventfd and have them re-register
-their shared sockets without EPOLLEXCLUSIVE (a woken waiter leaves the wait queue, so it can no longer take
-an exclusive wake-up), then raise the drain flag. Until then these tests are expected to fail (xfail: they
-report XPASS once it is fixed)."""
+The fix: a set holding an exclusive shared registration also holds the generation's wake eventfd, hidden;
+the launcher writes it before raising the drain flag, and the woken waiters re-register their shared
+sockets without EPOLLEXCLUSIVE (a woken waiter has left the wait queue, so it takes no exclusive wake-up
+meanwhile). Without it the first requests after the reload are not answered."""
 import os
 import signal
 import socket
@@ -28,9 +25,6 @@ from test_scale import forkhold, hold, in_group  # noqa: F401 (forkhold is a fix
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A request the new generation answers takes milliseconds; one left in the queue is never answered.
 REQUEST_TIMEOUT = 5.0
-
-pytestmark = pytest.mark.xfail(reason="known bug: an old generation's exclusive epoll waiter can take a new "
-                                      "connection's only wake-up during a reload (see the module docstring)")
 
 
 def test_exclusive_epoll_workers_pass_every_connection_on(launch, forkhold):  # noqa: F811
