@@ -156,19 +156,24 @@ Wait wait_readable(int fd, bool draining) {
     // The local wake-up stays readable once written; after it fired for another socket this wait goes
     // on in short slices, re-checking its own socket, instead of spinning.
     bool sliced = false;
+    // The launcher writes the wake-up just before it raises the drain flag (see Supervisor::pause()): a
+    // waiter woken in between waits for the flag in 1 ms slices, still taking connections the listener
+    // has, rather than reserving and accepting for nothing, again and again, while the launcher counts.
+    bool preparing = false;
     for (;;) {
         const int left = remaining.left();
+        if (preparing && g.acct.draining()) return W_READY; // the caller's reservation now fails
         pollfd p[3];
         nfds_t n = 0;
         if (!draining) {
             p[n++] = {fd, POLLIN, 0};
-            p[n++] = {g.wake.load(std::memory_order_acquire), POLLIN, 0};
+            if (!preparing) p[n++] = {g.wake.load(std::memory_order_acquire), POLLIN, 0};
         }
         const nfds_t local = n;
         if (!sliced) p[n++] = {g.local_wake.load(std::memory_order_acquire), POLLIN, 0};
         // Wake at least once a second to close inherited sockets the launcher released meanwhile, and
         // every kDrainSliceMs while draining (see wait_outcome()).
-        const int slice = sliced ? 100 : draining ? drain_slice(-1) : 1000;
+        const int slice = preparing ? 1 : sliced ? 100 : draining ? drain_slice(-1) : 1000;
         const int wait = (left < 0 || left > slice) ? slice : left;
         int r = real_poll(n ? p : nullptr, n, wait);
         if (r < 0) return errno == EINTR ? W_EINTR : W_READY;
@@ -186,6 +191,10 @@ Wait wait_readable(int fd, bool draining) {
         if (!sliced && p[local].revents) {
             sliced = true;
             if (r == 1) continue;
+        }
+        if (!draining && !preparing && p[1].revents && !p[0].revents && !g.acct.draining()) {
+            preparing = true;
+            continue;
         }
         return W_READY;
     }
