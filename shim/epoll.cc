@@ -22,6 +22,7 @@
 #include "libc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -354,4 +355,26 @@ HR_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int tim
     if (!hr::watching()) return hr::real_epoll_pwait(epfd, events, max, timeout, mask);
     return hr::wait_like(epfd, events, timeout,
                          [&](int t) { return hr::real_epoll_pwait(epfd, events, max, t, mask); });
+}
+// The same with a timespec (glibc 2.35+): a timeout the shim's own waits cut into slices is counted in
+// milliseconds (rounded up); the first call gets the program's own timespec.
+HR_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max, const struct timespec *ts,
+                           const sigset_t *mask) {
+    if (!hr::watching() || (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)))
+        return hr::real_epoll_pwait2(epfd, events, max, ts, mask);
+    int ms = -1;
+    if (ts) {
+        const long long want = (long long)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
+        ms = ts->tv_sec > INT_MAX / 1000 || want > INT_MAX ? INT_MAX : int(want);
+    }
+    bool first = true;
+    return hr::wait_like(epfd, events, ms, [&](int t) {
+        if (first && t == ms) {
+            first = false;
+            return hr::real_epoll_pwait2(epfd, events, max, ts, mask);
+        }
+        first = false;
+        struct timespec s = {t / 1000, long(t % 1000) * 1000000};
+        return hr::real_epoll_pwait2(epfd, events, max, t < 0 ? nullptr : &s, mask);
+    });
 }

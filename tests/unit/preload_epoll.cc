@@ -162,6 +162,36 @@ void test_exclusive_listener_stays_exclusive_until_the_prepare(void **) {
     close(fd);
 }
 
+// epoll_pwait2() (a timespec timeout) hides the wake-up and drops the flag as epoll_wait() does.
+void test_pwait2_hides_the_wake_up_too(void **) {
+    int fd = tcp_listener();
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    assert_int_equal(ctl(ep, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE), 0);
+    Kernel k = kernel_view(ep, fd);
+    assert_true(k.events & EPOLLEXCLUSIVE);
+    assert_int_equal(k.others, 1);
+    const int wake = k.other_fd;
+    const uint64_t one = 1;
+    assert_int_equal(syscall(SYS_write, wake, &one, sizeof one), 8);
+    epoll_event out[4];
+    const timespec ts = {0, 50 * 1000000};
+    int64_t t0 = now_ms();
+    assert_int_equal(epoll_pwait2(ep, out, 4, &ts, nullptr), 0);
+    assert_true(now_ms() - t0 >= 45);
+    k = kernel_view(ep, fd);
+    assert_false(k.events & EPOLLEXCLUSIVE);
+    assert_int_equal(k.others, 0);
+    uint64_t v = 0;
+    assert_int_equal(syscall(SYS_read, wake, &v, sizeof v), 8);
+    const timespec zero = {0, 0};
+    assert_int_equal(epoll_pwait2(ep, out, 4, &zero, nullptr), 0);
+    k = kernel_view(ep, fd);
+    assert_true(k.events & EPOLLEXCLUSIVE);
+    assert_int_equal(k.others, 1);
+    close(ep);
+    close(fd);
+}
+
 // Each step through the wrapper on the shared listener, and straight to the kernel on a socket nobody
 // shares: the same answers.
 void test_exclusive_registration_answers_as_the_kernel_does(void **) {
@@ -221,6 +251,7 @@ int main() {
     }
     const CMUnitTest tests[] = {
         cmocka_unit_test(test_exclusive_listener_stays_exclusive_until_the_prepare),
+        cmocka_unit_test(test_pwait2_hides_the_wake_up_too),
         cmocka_unit_test(test_exclusive_registration_answers_as_the_kernel_does),
         cmocka_unit_test(test_exclusive_flag_kept_for_other_descriptors),
     };
