@@ -126,3 +126,73 @@ def test_exclusive_epoll_datagrams_reach_the_new_generation(launch):
     hr.wait_for(r"gen 1 gone$", since=since, timeout=20)
     hr.stop(30)
     hr.assert_no_process_left()
+
+
+EPOLLEXCLUSIVE = 1 << 28
+HIDDEN_DATA = 0x687277616b655eed  # shim/epoll.cc kHiddenData: the wake eventfd's hidden registration
+
+
+def epoll_registrations(pid):
+    """(events, data) of every registration in the epoll sets process pid holds, read from the kernel."""
+    out = []
+    fd_dir = "/proc/%d/fd" % pid
+    for name in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, name)) != "anon_inode:[eventpoll]":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, name)) as f:
+                for line in f:
+                    parts = line.split()
+                    if parts and parts[0] == "tfd:":
+                        out.append((int(parts[3], 16), int(parts[5], 16)))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def exclusive_as_made(pid):
+    """The worker's listener is registered with EPOLLEXCLUSIVE in the kernel, next to the hidden eventfd."""
+    regs = epoll_registrations(pid)
+    return (any(ev & EPOLLEXCLUSIVE and data != HIDDEN_DATA for ev, data in regs)
+            and any(data == HIDDEN_DATA and not ev & EPOLLEXCLUSIVE for ev, data in regs))
+
+
+def test_exclusive_registrations_come_back_after_a_called_off_drain(launch, forkhold, tmp_path):  # noqa: F811
+    """A reload rolled back inside its window: the old generation stood by (its sets dropped the flag, then
+    their listeners once a connection woke them), then accepts again with its registrations as the program made them, flag included
+    (no lasting cost), and answers single requests."""
+    port = free_port()
+    gate = tmp_path / "gate"
+    # Gen 2's check fails once the test has seen gen 1's workers stand by.
+    check = 'test "$HOTRESTART_GENERATION" = 1 || { while [ ! -e %s ]; do sleep 0.01; done; false; }' % gate
+    hr = launch([forkhold, "--port", str(port), "--workers", "2", "--exclusive"], options=["--ready-check", check])
+    gen1 = hr.wait_ready(1)
+    hr.wait_for(r"forkhold: pid=%d 2 workers accepting" % gen1, since=0, timeout=30)
+    old = workers_of(hr, 1, 2)
+    for pid in old:
+        assert exclusive_as_made(pid), epoll_registrations(pid)
+    since = hr.mark()
+    hr.signal(signal.SIGHUP)
+    hr.wait_for(r"gen 1 stops accepting", since=since, timeout=30)
+    for pid in old:  # woken by the hidden registration: neither the flag nor the eventfd is left in the kernel
+        wait_until(lambda: not any(ev & EPOLLEXCLUSIVE or data == HIDDEN_DATA for ev, data in epoll_registrations(pid)),
+                   10, "worker %d to stand by" % pid)
+    # A request during the window: gen 2 answers it, and the old workers, woken too now that their sets
+    # hold the listener without the flag, take it out of their sets.
+    gen2 = hr.gen_pids[2]
+    assert in_group(reply_pid(http_get(port, timeout=REQUEST_TIMEOUT)), gen2)
+    for pid in old:
+        wait_until(lambda: not any(data >> 32 == 1 for ev, data in epoll_registrations(pid)), 10,
+                   "worker %d to take its listener out" % pid)
+    gate.write_text("")
+    hr.wait_for(r"gen 1 accepts again", since=since, timeout=30)
+    for pid in old:  # each worker puts them back at its next wait (a standby wait is a 20 ms slice)
+        wait_until(lambda: exclusive_as_made(pid), 10, "worker %d's exclusive registration back" % pid)
+    for i in range(4):
+        try:
+            body = http_get(port, timeout=REQUEST_TIMEOUT)
+        except socket.timeout:
+            raise AssertionError("request %d after the rollback not answered within %.0f s" % (i + 1, REQUEST_TIMEOUT))
+        assert in_group(reply_pid(body), gen1), "request %d answered by %s" % (i + 1, body)
+    hr.stop(30)
+    hr.assert_no_process_left()
