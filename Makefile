@@ -54,7 +54,7 @@ PRELOAD_TESTS := $(patsubst tests/unit/%.cc,$(BUILD)/unit/%,$(wildcard tests/uni
 
 PYTEST       ?= /usr/bin/python3 -m pytest
 
-.PHONY: all demo check unit integration pytest-examples sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
+.PHONY: all demo check build-tests sanitize-build unit integration pytest-examples sanitize fuzz deps deps-build deps-fuzz bench install clean FORCE
 all: $(BUILD)/hotrestart $(BUILD)/libhotrestart.so $(BUILD)/testserver $(BUILD)/staticserver $(BUILD)/bindserver \
      $(BUILD)/nofeature
 
@@ -153,6 +153,13 @@ SAN_BUILD    := build-san
 SAN_LAUNCHER := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_SHIM     := -fsanitize=undefined -fsanitize-undefined-trap-on-error
 SAN_ENV      := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Everything the tests run, built without running anything: `make -jN build-tests` (CI) compiles in parallel,
+# then `make check` runs the tests one at a time. sanitize-build does the same for the sanitized binaries.
+build-tests: all $(UNIT_TESTS) $(PRELOAD_TESTS) $(TEST_PROGS)
+
+sanitize-build: deps
+	$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) LAUNCHER_SAN='$(SAN_LAUNCHER)' SHIM_SAN='$(SAN_SHIM)' build-tests
+
 sanitize: deps
 	$(SAN_ENV) $(MAKE) --no-print-directory BUILD=$(SAN_BUILD) LAUNCHER_SAN='$(SAN_LAUNCHER)' SHIM_SAN='$(SAN_SHIM)' unit
 	$(SAN_ENV) HOTRESTART_BUILD=$(SAN_BUILD) $(PYTEST) -q tests/integration
