@@ -154,12 +154,58 @@ def utc_stamp():
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
 
 
-def http_get(port, path="/", host="127.0.0.1", timeout=10.0):
-    """One request on a new connection. Returns the body; raises on refusal, reset, timeout or a bad reply."""
+def server_ends_held(client_port, server_port, pids):
+    """The pids among pids holding the server end of the TCP connection from local port client_port to
+    server_port, read from the kernel (/proc/net/tcp*, then the holders' descriptors). Empty while the
+    connection waits in the accept queue (its socket has no inode until accepted)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if (int(cols[1].rsplit(":", 1)[1], 16) == server_port
+                            and int(cols[2].rsplit(":", 1)[1], 16) == client_port and cols[9] != "0"):
+                        inodes.add("socket:[%s]" % cols[9])
+        except FileNotFoundError:
+            pass
+    held = []
+    for pid in pids:
+        try:
+            names = os.listdir("/proc/%d/fd" % pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for name in names:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, name)) in inodes:
+                    held.append(pid)
+                    break
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return held
+
+
+def wait_accepted(client, pids, timeout=10):
+    """Waits until one of pids has accepted the connection of socket client; returns that pid. Identified by
+    the connection itself, not by a count of descriptors (a reply's connection may still be closing)."""
+    return wait_accepted_ports(client.getsockname()[1], client.getpeername()[1], pids, timeout)
+
+
+def wait_accepted_ports(local, server, pids, timeout=10):
+    return wait_until(lambda: (server_ends_held(local, server, pids) or [None])[0], timeout,
+                      "one of %s to accept the connection from port %d" % (sorted(pids), local))
+
+
+def http_get(port, path="/", host="127.0.0.1", timeout=10.0, connected=None):
+    """One request on a new connection. Returns the body; raises on refusal, reset, timeout or a bad reply.
+    connected(sock), if given, is called once the connection is made."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect((host, port))
+        if connected:
+            connected(s)
         s.sendall(("GET %s HTTP/1.0\r\nHost: test\r\n\r\n" % path).encode())
         chunks = []
         while True:
@@ -188,16 +234,28 @@ class SlowRequest:
         self.body = None
         self.error = None
         self.t_done = None
+        self.ports = None  # (local port, server port) once connected
+        self._connected = threading.Event()
         self.t_sent = time.monotonic()  # the server cannot reply before t_sent + its delay
         self._thread = threading.Thread(target=self._run, args=(port, path, timeout), daemon=True)
         self._thread.start()
 
     def _run(self, port, path, timeout):
+        def connected(s):
+            self.ports = (s.getsockname()[1], s.getpeername()[1])
+            self._connected.set()
         try:
-            self.body = http_get(port, path, timeout=timeout)
+            self.body = http_get(port, path, timeout=timeout, connected=connected)
         except Exception as e:  # noqa: BLE001 - recorded for the test to judge
             self.error = e
         self.t_done = time.monotonic()
+        self._connected.set()
+
+    def wait_accepted(self, pids, timeout=10):
+        """Waits until one of pids has accepted this request's connection; returns that pid."""
+        assert self._connected.wait(timeout), "the request did not connect within %.0f s" % timeout
+        assert self.ports is not None, "the request failed before it connected: %r" % self.error
+        return wait_accepted_ports(self.ports[0], self.ports[1], pids, timeout)
 
     def done(self):
         return self.t_done is not None
@@ -208,10 +266,9 @@ class SlowRequest:
 
 
 def start_accepted_slow(port, pid, ms, timeout=30.0):
-    """Starts /slow?ms=<ms> and waits until process pid has accepted it (one more socket descriptor)."""
-    base = socket_fds(pid)
+    """Starts /slow?ms=<ms> and waits until process pid has accepted it."""
     req = SlowRequest(port, "/slow?ms=%d" % ms, timeout=timeout)
-    wait_until(lambda: socket_fds(pid) > base, 10, "pid %d to accept the slow request" % pid)
+    req.wait_accepted([pid])
     return req
 
 

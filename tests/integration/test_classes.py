@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import PYTHON, free_port, http_get, pid_alive, reply_pid, wait_until
+from conftest import PYTHON, free_port, http_get, reply_pid, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")

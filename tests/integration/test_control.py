@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import (LAUNCHER, PYTHON, SlowRequest, free_port, group_alive, http_get, pid_alive, reply_pid,
-                      server_argv, socket_fds, start_accepted_slow, wait_until, write_mode)
+from conftest import (LAUNCHER, PYTHON, free_port, group_alive, http_get, pid_alive, reply_pid,
+                      server_argv, start_accepted_slow, wait_until, write_mode)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_reload_under_load_reports_what_happened(launch, load, ctl_dir):
     assert st["reloads"] == {"total": 0, "failed": 0}
     assert st["last_reload"] is None
 
-    slow = start_accepted_slow(port, pid1, 3000)  # before the load: it counts pid1's sockets
+    slow = start_accepted_slow(port, pid1, 3000)
     ld = load(port, threads=4)
     ld.wait_requests(20)
     rc, rep = ctl.reload()

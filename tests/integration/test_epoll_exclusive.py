@@ -15,9 +15,7 @@ import os
 import signal
 import socket
 
-import pytest
-
-from conftest import PYTHON, dual_stack_port, free_port, http_get, reply_pid, socket_fds, wait_until
+from conftest import PYTHON, dual_stack_port, free_port, http_get, reply_pid, wait_accepted, wait_until
 from test_real_servers import (NGINX, need, nginx_argv, nginx_config, quietly, tcp_udp_port,  # noqa: F401
                                workdir, workers_of)
 from test_scale import forkhold, hold, in_group  # noqa: F401 (forkhold is a fixture)
@@ -71,11 +69,10 @@ def test_nginx_answers_single_requests_while_the_old_generation_drains(workdir, 
     old = workers_of(hr, 1, 2)
     wait_until(quietly(lambda: reply_pid(http_get(port, timeout=REQUEST_TIMEOUT)) in old), 10, "nginx to answer")
     # A request whose headers never end keeps gen 1 draining; its workers wait in epoll_wait().
-    base = sum(socket_fds(p) for p in old)
     idle = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         idle.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n")
-        wait_until(lambda: sum(socket_fds(p) for p in old) > base, 10, "a gen 1 worker to accept the idle request")
+        wait_accepted(idle, old)
         since = hr.mark()
         hr.signal(signal.SIGHUP)
         hr.wait_for(r"reload 1: gen 2 \(pid \d+\) serving; .* gen 1 draining 1 connection", since=since, timeout=30)

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from conftest import BUILD, LAUNCHER, ROOT
+from conftest import BUILD, ROOT
 
 
 def make(*args, timeout=300):

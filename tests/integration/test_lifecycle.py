@@ -8,21 +8,16 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import (LAUNCHER, TESTSERVER, SlowRequest, fd_count, free_port, group_alive, group_members, http_get, line_time,
-                      pid_alive, reply_pid, server_argv, socket_fds, start_accepted_slow, wait_until, write_mode)
+                      pid_alive, reply_pid, server_argv, start_accepted_slow, wait_until, write_mode)
 
 
 # --------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def group_socket_fds(pgid):
-    return sum(socket_fds(p) for p in group_members(pgid))
 
 
 def _socket_inodes_to_keep():
@@ -374,9 +369,8 @@ def test_sigterm_completes_in_flight_and_leaves_nothing(launch):
     pid1 = hr.wait_ready(1)
     wait_until(lambda: len(group_members(pid1)) == 4, 10, "the prefork master and its 3 workers")
     workers = set(group_members(pid1)) - {pid1}
-    base = group_socket_fds(pid1)
     slow = SlowRequest(port, "/slow?ms=1000", timeout=20)
-    wait_until(lambda: group_socket_fds(pid1) > base, 10, "a gen 1 worker to accept the slow request")
+    slow.wait_accepted(workers)
 
     since = hr.mark()
     t0 = time.monotonic()

@@ -2,7 +2,6 @@
 a rolled-back reload raises, and whatever a test started is gone after it, even when it fails."""
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import LAUNCHER, free_port, http_get, reply_pid, server_argv, write_mode
+from conftest import free_port, http_get, reply_pid, server_argv, write_mode
 
 from test_control import Ctl
 
