@@ -37,14 +37,14 @@ SHIM_SAN  :=
 
 SHIM_SRC     := shim/protocol.cc shim/addr.cc shim/state.cc shim/libc.cc shim/core.cc \
                 shim/sockets.cc shim/accept.cc shim/fdlife.cc shim/process.cc shim/polling.cc shim/epoll.cc shim/dgram.cc \
-                shim/guards.cc
+                shim/guards.cc shim/elfkind.cc
 LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/genstate.cc \
                 launcher/registry.cc launcher/spawn.cc launcher/supervisor.cc launcher/kernelscan.cc \
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
                 launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc launcher/listen.cc launcher/progkind.cc \
                 launcher/runas.cc launcher/seccomp.cc \
-                shim/protocol.cc shim/addr.cc shim/state.cc
+                shim/protocol.cc shim/addr.cc shim/state.cc shim/elfkind.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
 HEADERS      := $(wildcard shim/*.h launcher/*.h)
@@ -123,7 +123,7 @@ $(BUILD)/nofeature: tests/integration/servers/nofeature.c $(FLAGS)
 # Unit tests link the modules they test directly (no preload needed for them).
 UNIT_LINK    := shim/protocol.cc shim/addr.cc shim/state.cc launcher/genstate.cc launcher/report.cc launcher/options.cc \
                 launcher/shimfile.cc launcher/registry.cc launcher/ctlmsg.cc launcher/log.cc launcher/sdnotify.cc \
-                launcher/listen.cc launcher/progkind.cc
+                launcher/listen.cc launcher/progkind.cc shim/elfkind.cc
 $(BUILD)/unit/%: tests/unit/%.cc $(UNIT_LINK) $(HEADERS) $(FLAGS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(HR_CXXFLAGS) $(LAUNCHER_SAN) -Ishim -Ilauncher $(LDFLAGS) -o $@ $< $(UNIT_LINK) -lcmocka

@@ -1,6 +1,6 @@
 #include "progkind.h"
+#include "elfkind.h"
 
-#include <elf.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,47 +10,6 @@
 
 namespace hr {
 namespace {
-
-// Reads exactly n bytes at off; false on a short file.
-bool read_at(int fd, void *buf, size_t n, off_t off) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, static_cast<char *>(buf) + done, n - done, off + off_t(done));
-        if (r <= 0) return false;
-        done += size_t(r);
-    }
-    return true;
-}
-
-// 1: has PT_INTERP, or is the dynamic loader itself (`ld-linux-x86-64.so.2 PROGRAM`: it loads PROGRAM and
-// honours LD_PRELOAD); 0: ELF without (static, static-pie); -1: not ELF (or unreadable headers). The loader
-// is told from a static-pie executable (both ET_DYN without PT_INTERP) by its DT_SONAME: a shared object's.
-template <class Ehdr, class Phdr, class Dyn> int elf_has_interp(int fd) {
-    Ehdr eh;
-    if (!read_at(fd, &eh, sizeof eh, 0) || eh.e_phentsize != sizeof(Phdr)) return -1;
-    Phdr dynamic{};
-    for (unsigned i = 0; i < eh.e_phnum; ++i) {
-        Phdr ph;
-        if (!read_at(fd, &ph, sizeof ph, off_t(eh.e_phoff + i * sizeof(Phdr)))) return -1;
-        if (ph.p_type == PT_INTERP) return 1;
-        if (ph.p_type == PT_DYNAMIC) dynamic = ph;
-    }
-    if (eh.e_type != ET_DYN || dynamic.p_type != PT_DYNAMIC) return 0;
-    for (size_t off = 0; off + sizeof(Dyn) <= dynamic.p_filesz && off < 64 * 1024; off += sizeof(Dyn)) {
-        Dyn d;
-        if (!read_at(fd, &d, sizeof d, off_t(dynamic.p_offset + off)) || d.d_tag == DT_NULL) break;
-        if (d.d_tag == DT_SONAME) return 1;
-    }
-    return 0;
-}
-
-int has_interp(int fd) {
-    unsigned char ident[EI_NIDENT];
-    if (!read_at(fd, ident, sizeof ident, 0) || memcmp(ident, ELFMAG, SELFMAG) != 0) return -1;
-    if (ident[EI_CLASS] == ELFCLASS64) return elf_has_interp<Elf64_Ehdr, Elf64_Phdr, Elf64_Dyn>(fd);
-    if (ident[EI_CLASS] == ELFCLASS32) return elf_has_interp<Elf32_Ehdr, Elf32_Phdr, Elf32_Dyn>(fd);
-    return -1;
-}
 
 bool executable_file(const std::string &p) {
     struct stat st;
@@ -69,7 +28,7 @@ ProgInfo classify(const std::string &path, uid_t uid, gid_t gid, int depth) {
     }
     char head[256] = {};
     ssize_t n = pread(fd, head, sizeof head - 1, 0);
-    int interp = has_interp(fd);
+    int interp = elf_has_interp(fd);
     ssize_t caps = fgetxattr(fd, "security.capability", nullptr, 0);
     close(fd);
     if (n >= 2 && head[0] == '#' && head[1] == '!') {

@@ -136,7 +136,8 @@ void policy_duplicated(int ofd, int nfd);
 
 // fcntl(F_SETLK/F_OFD_SETLK) (guards.cc): a lock an older generation holds is named to the launcher.
 int policy_setlk(int fd, int cmd, void *arg);
-// Reads HOTRESTART_INSTANCE_LOCKS into g.instance_locks (start-up only).
+constexpr char kLocksVar[] = "HOTRESTART_INSTANCE_LOCKS=";
+// Reads HOTRESTART_INSTANCE_LOCKS into g.instance_locks and removes it from the environment (start-up only).
 void load_instance_locks();
 
 // Removes every epoll registration the program made for fd (it is about to be closed or replaced).

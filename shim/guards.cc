@@ -69,11 +69,11 @@ void load_instance_locks() {
     const char *v = getenv("HOTRESTART_INSTANCE_LOCKS");
     if (!v) return;
     size_t n = strnlen(v, sizeof g.instance_locks);
-    if (n >= sizeof g.instance_locks) {
-        log_line("warning", "HOTRESTART_INSTANCE_LOCKS is too long: ignored");
-        return;
-    }
-    memcpy(g.instance_locks, v, n);
+    if (n >= sizeof g.instance_locks) log_line("warning", "HOTRESTART_INSTANCE_LOCKS is too long: ignored");
+    else memcpy(g.instance_locks, v, n);
+    // Ours, not the program's: its children do not get it (the main process's own re-exec gets it back,
+    // process.cc).
+    unsetenv("HOTRESTART_INSTANCE_LOCKS");
 }
 
 namespace {

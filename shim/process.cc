@@ -4,13 +4,16 @@
 // dead by the launcher, which then ignores its slot.)
 // The exec family is below.
 #include "core.h"
+#include "elfkind.h"
 #include "libc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -45,6 +48,9 @@ HR_EXPORT void _Exit(int status) {
 // the launcher's rendezvous again (core.cc), so a program that does not run the shim (a static one) never
 // holds them, nor do its children. Any other process that execs (a forked CGI child) needs nothing: its
 // private descriptors are close-on-exec, and the launcher does not answer it at the rendezvous.
+// An exec of a static executable (no ELF interpreter: the shim cannot run in it) is left exactly as the
+// program made it: no LD_PRELOAD or variable of ours, no socket of the launcher, so neither it nor its
+// children get anything of hotrestart.
 
 namespace hr {
 namespace {
@@ -57,6 +63,39 @@ struct ExecEnv {
 };
 
 bool self_exec() { return g.active.load(std::memory_order_acquire) && getpid() == g.cfg.main_pid; }
+
+// What execvp(file) runs: file itself if it names a path, else the first executable regular file of that
+// name in $PATH (glibc's default without one). Into buf; false if none.
+bool search_path(const char *file, char *buf, size_t size) {
+    size_t fl = strlen(file);
+    if (strchr(file, '/')) {
+        if (fl >= size) return false;
+        memcpy(buf, file, fl + 1);
+        return true;
+    }
+    const char *path = getenv("PATH");
+    if (!path) path = "/bin:/usr/bin";
+    for (const char *p = path;; ++p) {
+        const char *end = strchrnul(p, ':');
+        size_t dl = size_t(end - p);
+        if (dl + 1 + fl < size) {
+            if (dl) memcpy(buf, p, dl);
+            else buf[dl++] = '.';
+            buf[dl] = '/';
+            memcpy(buf + dl + 1, file, fl + 1);
+            struct stat st;
+            if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0) return true;
+        }
+        if (!*end) return false;
+        p = end;
+    }
+}
+
+bool static_target(const char *path) { return exec_runs_loader(path) == 0; }
+bool static_target_file(const char *file) {
+    char buf[4096];
+    return search_path(file, buf, sizeof buf) && static_target(buf);
+}
 
 void set_cloexec(const ExecEnv &e, bool on) {
     for (int i = 0; i < e.nfds; ++i) real_fcntl(e.fds[i], F_SETFD, reinterpret_cast<void *>(long(on ? FD_CLOEXEC : 0)));
@@ -90,15 +129,17 @@ bool prepare(char *const *envp, ExecEnv *out) {
     size_t n = 0;
     while (envp && envp[n]) ++n;
     const char *self = g.self_path[0] ? g.self_path : nullptr;
-    const size_t strbuf = 4096 + 16;
-    out->maplen = (n + 2) * sizeof(char *) + strbuf;
+    const size_t strbuf = 4096 + 16 + sizeof kLocksVar + sizeof g.instance_locks;
+    out->maplen = (n + 3) * sizeof(char *) + strbuf;
     void *mem = mmap(nullptr, out->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return false;
     char **env = static_cast<char **>(mem);
-    char *preload = reinterpret_cast<char *>(env + n + 2);
+    char *preload = reinterpret_cast<char *>(env + n + 3);
+    char *locks = preload + 4096 + 16;
     size_t k = 0;
     bool have_preload = false;
     for (size_t i = 0; i < n; ++i) {
+        if (strncmp(envp[i], kLocksVar, sizeof kLocksVar - 1) == 0) continue; // ours: given back below
         if (self && strncmp(envp[i], "LD_PRELOAD=", 11) == 0) {
             have_preload = true;
             if (!strstr(envp[i], self) && strlen(envp[i]) + strlen(self) + 2 < 4096) {
@@ -118,6 +159,13 @@ bool prepare(char *const *envp, ExecEnv *out) {
         memcpy(preload, "LD_PRELOAD=", 11);
         strcpy(preload + 11, self);
         env[k++] = preload;
+    }
+    if (g.instance_locks[0]) { // read and removed at start-up (guards.cc): the new image reads it again
+        size_t vl = sizeof kLocksVar - 1, ll = strnlen(g.instance_locks, sizeof g.instance_locks - 1);
+        memcpy(locks, kLocksVar, vl);
+        memcpy(locks + vl, g.instance_locks, ll);
+        locks[vl + ll] = '\0';
+        env[k++] = locks;
     }
     env[k] = nullptr;
     out->envp = env;
@@ -139,7 +187,7 @@ void undo(ExecEnv &e) {
 
 int do_execve(const char *path, char *const argv[], char *const envp[]) {
     ExecEnv e;
-    if (!self_exec() || !prepare(envp, &e)) return real_execve(path, argv, envp);
+    if (!self_exec() || static_target(path) || !prepare(envp, &e)) return real_execve(path, argv, envp);
     int r = real_execve(path, argv, e.envp);
     undo(e);
     return r;
@@ -148,7 +196,7 @@ int do_execve(const char *path, char *const argv[], char *const envp[]) {
 // execvp/execvpe search PATH inside libc; they read the environment from environ (execvp) or envp.
 int do_execvpe(const char *file, char *const argv[], char *const envp[], bool use_environ) {
     ExecEnv e;
-    if (!self_exec() || !prepare(use_environ ? environ : envp, &e))
+    if (!self_exec() || static_target_file(file) || !prepare(use_environ ? environ : envp, &e))
         return use_environ ? real_execvp(file, argv) : real_execvpe(file, argv, envp);
     int r = real_execvpe(file, argv, e.envp);
     undo(e);
@@ -171,7 +219,8 @@ HR_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) 
 }
 HR_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
     hr::ExecEnv e;
-    if (!hr::self_exec() || !hr::prepare(envp, &e)) return hr::real_fexecve(fd, argv, envp);
+    if (!hr::self_exec() || hr::exec_runs_loader_fd(fd) == 0 || !hr::prepare(envp, &e))
+        return hr::real_fexecve(fd, argv, envp);
     int r = hr::real_fexecve(fd, argv, e.envp);
     hr::undo(e);
     return r;

@@ -11,6 +11,7 @@ with deadlines; the fixtures kill whatever is left, by pid and process group."""
 import fcntl
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -157,12 +158,18 @@ def test_lock_held_by_old_generation_is_named(launch, tmp_path, style):
     hr.assert_no_process_left()
 
 
-def test_instance_lock_is_handed_over(launch, load, tmp_path):
+@pytest.mark.parametrize("start", ["direct", "exec"])
+def test_instance_lock_is_handed_over(launch, load, tmp_path, start):
     """With --instance-lock, a new generation's flock() of the old one's lock succeeds, and once the old
-    generation is gone the new one really holds the lock: nobody else can take it."""
+    generation is gone the new one really holds the lock: nobody else can take it. "exec": the main process
+    is a shell that execs the server (the shim takes the lock paths out of the environment at start-up and
+    gives them back to its own re-exec)."""
     port = free_port()
     lock = str(tmp_path / "server.lock")
-    hr = launch(py("lockguard.py", "--port", port, "--lock", lock),
+    argv = py("lockguard.py", "--port", port, "--lock", lock)
+    if start == "exec":
+        argv = ["/bin/sh", "-c", "exec " + shlex.join(argv)]
+    hr = launch(argv,
                 options=["--ready-timeout", "10", "--instance-lock", lock], cwd=str(tmp_path))
     serve_reloads(hr, load, port, reloads=2)
     gen = max(hr.gen_pids)

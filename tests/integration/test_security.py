@@ -299,14 +299,21 @@ def test_static_server_and_its_children_get_nothing_of_the_launcher(launch):
     hr.assert_no_process_left()
 
 
-def test_static_program_execd_by_the_main_process_gets_nothing_of_the_launcher(launch):
-    """The main process runs the shim (sh), fetches the private descriptors at the rendezvous, then execs
-    a static program: that program's child holds none of them, and no HOTRESTART variable."""
-    hr = launch(["/bin/sh", "-c", "exec " + FDREPORT], options=["-v"])
+@pytest.mark.parametrize("via", ["execve", "execvp"])
+def test_static_program_execd_by_the_main_process_gets_nothing_of_the_launcher(launch, tmp_path, via):
+    """The main process runs the shim (sh, or env: execvp with a PATH search), fetches the private
+    descriptors at the rendezvous, then execs a static program: that program's child holds none of them,
+    has no LD_PRELOAD of the shim and no HOTRESTART variable (--instance-lock sets one for the shim)."""
+    if via == "execve":
+        argv = ["/bin/sh", "-c", "exec " + FDREPORT]
+    else:
+        argv = ["/usr/bin/env", "PATH=%s:/usr/bin:/bin" % os.path.dirname(FDREPORT), os.path.basename(FDREPORT)]
+    hr = launch(argv, options=["-v", "--instance-lock", str(tmp_path / "lock")])
     main = int(hr.wait_for(r"gen 1 started \(pid (\d+)\)", since=0).group(1))
     hr.wait_for(r"gen 1: private descriptors handed to pid %d$" % main, since=0)
     fds, env = inherited_by_child(hr)
     assert_nothing_of_ours(fds, env)
+    assert [v for v in env if v.startswith("LD_PRELOAD=") and "libhotrestart" in v] == [], env
     hr.stop()
     hr.assert_no_process_left()
 
