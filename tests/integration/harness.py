@@ -4,6 +4,7 @@ Everything here waits on events (lines the launcher logs, replies, process exits
 sleeps a fixed time. Every process a test starts is killed by pid (and by process group for the
 generations) when the test ends, whatever happened.
 """
+import ctypes
 import datetime
 import os
 import re
@@ -154,35 +155,47 @@ def utc_stamp():
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_pidfd_getfd = 438  # the same number on x86_64 and aarch64
+
+
 def server_ends_held(client_port, server_port, pids):
     """The pids among pids holding the server end of the TCP connection from local port client_port to
-    server_port, read from the kernel (/proc/net/tcp*, then the holders' descriptors). Empty while the
-    connection waits in the accept queue (its socket has no inode until accepted)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    cols = line.split()
-                    if (int(cols[1].rsplit(":", 1)[1], 16) == server_port
-                            and int(cols[2].rsplit(":", 1)[1], 16) == client_port and cols[9] != "0"):
-                        inodes.add("socket:[%s]" % cols[9])
-        except FileNotFoundError:
-            pass
+    server_port: each socket they hold is looked at through a duplicate (pidfd_getfd), its addresses as the
+    kernel gives them. Empty while the connection waits in the accept queue. (Not /proc/net/tcp: with tens
+    of thousands of TIME_WAIT entries left by load tests, reading it takes longer than a slow request.)"""
     held = []
     for pid in pids:
         try:
-            names = os.listdir("/proc/%d/fd" % pid)
-        except (FileNotFoundError, ProcessLookupError):
+            pidfd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
             continue
-        for name in names:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, name)) in inodes:
-                    held.append(pid)
-                    break
-            except (FileNotFoundError, ProcessLookupError):
-                pass
+        try:
+            seen = set()
+            for name in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, name))
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                if not link.startswith("socket:") or link in seen:
+                    continue
+                seen.add(link)
+                fd = _libc.syscall(SYS_pidfd_getfd, pidfd, int(name), 0)
+                if fd < 0:
+                    continue
+                with socket.socket(fileno=fd) as sk:
+                    try:
+                        if sk.type != socket.SOCK_STREAM or sk.family not in (socket.AF_INET, socket.AF_INET6):
+                            continue
+                        if sk.getsockname()[1] == server_port and sk.getpeername()[1] == client_port:
+                            held.append(pid)
+                            break
+                    except OSError:  # a listener has no peer
+                        continue
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        finally:
+            os.close(pidfd)
     return held
 
 
@@ -252,10 +265,21 @@ class SlowRequest:
         self._connected.set()
 
     def wait_accepted(self, pids, timeout=10):
-        """Waits until one of pids has accepted this request's connection; returns that pid."""
+        """Waits until one of pids has accepted this request's connection; returns that pid. On a loaded
+        machine the request may be over before it is seen held: then its reply says who accepted it."""
         assert self._connected.wait(timeout), "the request did not connect within %.0f s" % timeout
         assert self.ports is not None, "the request failed before it connected: %r" % self.error
-        return wait_accepted_ports(self.ports[0], self.ports[1], pids, timeout)
+        local, server = self.ports
+
+        def accepted():
+            held = server_ends_held(local, server, pids)
+            if held:
+                return held[0]
+            if self.done() and self.body is not None and reply_pid(self.body) in pids:
+                return reply_pid(self.body)
+            return None
+        return wait_until(accepted, timeout, "one of %s to accept the connection from port %d (request error: %r)"
+                          % (sorted(pids), local, self.error))
 
     def done(self):
         return self.t_done is not None
