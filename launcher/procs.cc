@@ -82,6 +82,24 @@ std::vector<pid_t> descendant_group_members(pid_t pgid) {
     return out;
 }
 
+bool has_descendant_group_member(pid_t pgid) {
+    const pid_t self = getpid();
+    DIR *d = opendir("/proc");
+    if (!d) return true; // cannot tell: not empty
+    bool found = false;
+    while (!found) {
+        dirent *e = readdir(d);
+        if (!e) break;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        const pid_t pid = pid_t(atoi(e->d_name));
+        char st;
+        pid_t ppid, pgrp;
+        found = stat_of(pid, &st, &ppid, &pgrp) && pgrp == pgid && descends_from(pid, self);
+    }
+    closedir(d);
+    return found;
+}
+
 std::vector<ProcEntry> proc_snapshot() {
     std::vector<ProcEntry> out;
     each_pid([&](pid_t pid) {

@@ -18,6 +18,8 @@ bool pidfd_exited(int pidfd);
 // so every process of a generation does, whoever its parent is now). Zombies count: a group is over only
 // once they are reaped too.
 std::vector<pid_t> descendant_group_members(pid_t pgid);
+// Whether there is one: stops at the first (true also when /proc cannot be read).
+bool has_descendant_group_member(pid_t pgid);
 // Every process at one moment: taken in one pass, so that a process changing its group meanwhile is seen
 // once, either in its old group or in its new one.
 struct ProcEntry {

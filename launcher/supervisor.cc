@@ -42,6 +42,7 @@ constexpr int kTickMs = 100;
 // How long the kernel must keep saying "no connection" before a shim count that it contradicts is taken
 // as stale (closes the shim could not see).
 constexpr int64_t kStaleAfterMs = 2000;
+constexpr int64_t kKernelRecheckMs = 500;
 // At most this many control messages are handled per loop turn: a process that floods its control
 // socket cannot keep the launcher from its signals and deadlines.
 constexpr int kMaxMessagesPerTurn = 64;
@@ -355,7 +356,13 @@ bool Supervisor::idle(Gen &g) {
                (!g.shm->slotless.load() && shared_live_conns(g.shm, process_alive) == 0);
     };
     bool zero = shim_zero();
+    // While the shim counts connections, the kernel is asked only for counts it may be missing (see
+    // below), which kStaleAfterMs bounds anyway: every kKernelRecheckMs, not on every tick or close (a
+    // scan reads every process of the group; thousands of them cost a core's percents).
+    const int64_t now = now_ms();
+    if (!zero && now < g.next_kernel_check_ms) return false;
     int kernel = kernel_live_conns(g.pid, registry_);
+    if (!zero) g.next_kernel_check_ms = now + kKernelRecheckMs;
     if (zero) return kernel <= 0; // -1: the kernel cannot tell us (processes of another user)
     // The last close may have come during the scan (it takes a while with many processes): counts only
     // fall while draining, so zero now and no connection seen by the scan is idle too.
@@ -367,7 +374,6 @@ bool Supervisor::idle(Gen &g) {
         g.kernel_zero_since_ms = 0;
         return false;
     }
-    const int64_t now = now_ms();
     if (g.kernel_zero_since_ms == 0) g.kernel_zero_since_ms = now;
     return now - g.kernel_zero_since_ms >= kStaleAfterMs;
 }
@@ -969,6 +975,10 @@ void Supervisor::on_child_exits() {
 void Supervisor::check_empty() {
     for (auto &g : gens_) {
         if (!g->main_exited || g->st == GS_GONE) continue;
+        // Not empty while its group has a member: checked first, stopping at the first one found (a
+        // generation of thousands of processes exits in many batches of SIGCHLD). Strays that left the
+        // group are looked for once the group is empty: the generation is not gone before they are.
+        if (!no_such_group(g->pid) && has_descendant_group_member(g->pid)) continue;
         adopt_strays(*g, proc_snapshot());
         if (gen_empty(*g)) fire(*g, EV_EMPTY);
     }
@@ -1039,10 +1049,10 @@ bool Supervisor::gen_empty(const Gen &g) const {
     if (!g.main_exited) return false;
     // Once the main process is reaped its number may be reused: a group that seems to exist is ours only
     // if its members descend from us.
-    if (!no_such_group(g.pid) && !descendant_group_members(g.pid).empty()) return false;
+    if (!no_such_group(g.pid) && has_descendant_group_member(g.pid)) return false;
     for (const auto &s : g.strays) {
         if (!pidfd_exited(s.pidfd)) return false;
-        if (!no_such_group(s.pgid) && !descendant_group_members(s.pgid).empty()) return false;
+        if (!no_such_group(s.pgid) && has_descendant_group_member(s.pgid)) return false;
     }
     return true;
 }

@@ -86,6 +86,7 @@ struct Gen {
     int64_t next_check_ms = 0;   // draining: when to re-check idle without an event
     int64_t next_reclaim_ms = 0; // when to free slots of dead processes next
     int64_t kernel_zero_since_ms = 0; // draining: since when the kernel has seen no connection
+    int64_t next_kernel_check_ms = 0; // draining with connections counted: when to ask the kernel next
     bool idle_hint = false;      // MSG_IDLE received this loop turn
     WarnLimit warn;              // for the warnings its processes can cause at will
     // Single-instance guards (guards.cc): its main process's start time (/proc/PID/stat, for Shared::older),
