@@ -155,7 +155,9 @@ def test_pid1_sigquit_from_inside_stops_gracefully(pid1):
     hr.wait_ready(1)
     since = hr.mark()
     r = hr.enter("/bin/sh", "-c", "kill -QUIT 1")
-    assert r.returncode == 0, r
+    # The shell is inside the namespace: if PID 1 is done before the shell has exited, the kernel kills it
+    # (SIGKILL) with the namespace. The log below says whether the launcher got the signal.
+    assert r.returncode in (0, -signal.SIGKILL), r
     hr.wait_for(r"SIGQUIT: stopping gracefully", since=since)
     assert hr.wait_exit(15) == 0, hr.log()
     assert "stopping now" not in hr.log()
