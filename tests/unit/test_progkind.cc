@@ -24,6 +24,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "elfkind.h"
 #include "listen.h"
 #include "options.h"
 #include "progkind.h"
@@ -45,20 +46,24 @@ void write_file(const std::string &path, const void *data, size_t len, mode_t mo
 }
 
 // A 64-bit ELF executable header with one program header: PT_INTERP (dynamic) or PT_LOAD (static).
+void init_ehdr(Elf64_Ehdr *eh, uint16_t type) {
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_type = type;
+    eh->e_phoff = sizeof(Elf64_Ehdr);
+    eh->e_phentsize = sizeof(Elf64_Phdr);
+    eh->e_phnum = 2;
+}
+
 void write_elf(const std::string &path, bool interp, mode_t mode) {
     struct {
         Elf64_Ehdr eh;
         Elf64_Phdr ph[2];
     } img;
     memset(&img, 0, sizeof img);
-    memcpy(img.eh.e_ident, ELFMAG, SELFMAG);
-    img.eh.e_ident[EI_CLASS] = ELFCLASS64;
-    img.eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    img.eh.e_ident[EI_VERSION] = EV_CURRENT;
-    img.eh.e_type = ET_EXEC;
-    img.eh.e_phoff = sizeof(Elf64_Ehdr);
-    img.eh.e_phentsize = sizeof(Elf64_Phdr);
-    img.eh.e_phnum = 2;
+    init_ehdr(&img.eh, ET_EXEC);
     img.ph[0].p_type = PT_LOAD;
     img.ph[1].p_type = interp ? PT_INTERP : PT_NOTE;
     write_file(path, &img, sizeof img, mode);
@@ -73,14 +78,7 @@ void write_et_dyn(const std::string &path, bool soname) {
         Elf64_Dyn dyn[3];
     } img;
     memset(&img, 0, sizeof img);
-    memcpy(img.eh.e_ident, ELFMAG, SELFMAG);
-    img.eh.e_ident[EI_CLASS] = ELFCLASS64;
-    img.eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    img.eh.e_ident[EI_VERSION] = EV_CURRENT;
-    img.eh.e_type = ET_DYN;
-    img.eh.e_phoff = sizeof(Elf64_Ehdr);
-    img.eh.e_phentsize = sizeof(Elf64_Phdr);
-    img.eh.e_phnum = 2;
+    init_ehdr(&img.eh, ET_DYN);
     img.ph[0].p_type = PT_LOAD;
     img.ph[1].p_type = PT_DYNAMIC;
     img.ph[1].p_offset = offsetof(decltype(img), dyn);
@@ -118,6 +116,29 @@ void test_elf_interpreter(void **) {
     assert_true(prog_shimless(PK_STATIC));
     assert_false(prog_shimless(PK_DYNAMIC));
     assert_false(prog_shimless(PK_UNKNOWN));
+}
+
+// What the shim's exec wrapper asks (shim/elfkind.cc): does the image exec runs load the shim?
+void test_exec_runs_loader(void **) {
+    write_elf(path_of("x-dyn"), true, 0755);
+    write_elf(path_of("x-static"), false, 0755);
+    write_et_dyn(path_of("x-static-pie"), false);
+    const std::string to_static = "#! " + path_of("x-static") + " -a\n", to_dyn = "#!" + path_of("x-dyn") + "\n";
+    const std::string nested = "#!" + path_of("x-script-static") + "\n";
+    write_file(path_of("x-script-static"), to_static.data(), to_static.size(), 0755);
+    write_file(path_of("x-script-dyn"), to_dyn.data(), to_dyn.size(), 0755);
+    write_file(path_of("x-script-nested"), nested.data(), nested.size(), 0755);
+    assert_int_equal(exec_runs_loader(path_of("x-dyn").c_str()), 1);
+    assert_int_equal(exec_runs_loader(path_of("x-static").c_str()), 0);
+    assert_int_equal(exec_runs_loader(path_of("x-static-pie").c_str()), 0);
+    assert_int_equal(exec_runs_loader(path_of("x-script-static").c_str()), 0);
+    assert_int_equal(exec_runs_loader(path_of("x-script-dyn").c_str()), 1);
+    assert_int_equal(exec_runs_loader(path_of("x-script-nested").c_str()), -1); // one level, like the kernel's first
+    assert_int_equal(exec_runs_loader(path_of("x-missing").c_str()), -1);
+    int fd = open(path_of("x-static").c_str(), O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(exec_runs_loader_fd(fd), 0);
+    close(fd);
 }
 
 void test_setid_counts_only_when_it_changes_identity(void **) {
@@ -235,6 +256,7 @@ void test_listen_and_user_options(void **) {
 int main() {
     const CMUnitTest tests[] = {
         cmocka_unit_test(test_elf_interpreter),
+        cmocka_unit_test(test_exec_runs_loader),
         cmocka_unit_test(test_setid_counts_only_when_it_changes_identity),
         cmocka_unit_test(test_file_capabilities),
         cmocka_unit_test(test_scripts_and_others),
