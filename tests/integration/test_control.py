@@ -115,12 +115,10 @@ def test_reload_under_load_reports_what_happened(launch, load, ctl_dir):
     assert st["last_reload"]["reload"] == 1 and st["last_reload"]["drain_ms"] is None
 
     # A fix-forward deploy is not held up by gen 1's drain.
-    t0 = time.monotonic()
     rc, rep2 = ctl.reload()
-    took = time.monotonic() - t0
     assert rc == 0 and rep2["generation"] == 3 and rep2["previous_generation"] == 2, rep2
-    assert took < 1.0, "the second reload took %.2f s" % took
-    assert pid_alive(pid1) and not slow.done(), "gen 1 did not keep its slow request"
+    # It returned while gen 1 still serves its slow request: it did not wait for that drain.
+    assert pid_alive(pid1) and not slow.done(), "gen 1 did not keep its slow request, or the reload waited for it"
 
     slow.join(15)
     assert slow.error is None and reply_pid(slow.body) == pid1, (slow.error, slow.body)
