@@ -39,23 +39,26 @@ constexpr uint32_t kForeignNr = 0xffffffff;
 #error "--seccomp: the filter knows x86_64 and aarch64 only"
 #endif
 
-// The filter: the native architecture's bind, listen and shutdown(SHUT_RD or SHUT_RDWR) go to the launcher,
-// everything else runs (32-bit and x32 calls too: documented as not covered).
+// The filter: the native architecture's bind, listen, shutdown(SHUT_RD or SHUT_RDWR) and connect go to the
+// launcher, everything else runs (32-bit and x32 calls too: documented as not covered). connect is trapped
+// whatever its address: its family (AF_UNSPEC disconnects, and stops a listener) is in the caller's memory,
+// which BPF cannot read; the launcher reads two bytes and lets any other family run at once.
 std::vector<sock_filter> build_filter() {
     const uint32_t how_lo = offsetof(seccomp_data, args) + sizeof(uint64_t); // args[1], low half (little endian)
     return {
         /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 0, 8),
+        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 0, 9),
         /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kForeignNr, 6, 0),
-        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 6, 0),
-        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_listen, 5, 0),
-        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_shutdown, 0, 3),
-        /* 7 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, how_lo),
-        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHUT_RD, 2, 0),
-        /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHUT_RDWR, 1, 0),
-        /* 10 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kForeignNr, 7, 0),
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 7, 0),
+        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_listen, 6, 0),
+        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 5, 0),
+        /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_shutdown, 0, 3),
+        /* 8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, how_lo),
+        /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHUT_RD, 2, 0),
+        /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHUT_RDWR, 1, 0),
+        /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        /* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
     };
 }
 
@@ -269,6 +272,36 @@ void on_shutdown(int notif, const seccomp_notif &req, int pidfd, const Registry 
     }
 }
 
+// connect(fd, addr, len) whose family is AF_UNSPEC disconnects the socket; on a shared listener it would stop
+// the listen for every generation. Anything else runs (seccomp_serve let every other family through already).
+void on_disconnect(int notif, const seccomp_notif &req, int pidfd, const Registry &reg, SeccompOutcome *out) {
+    int copy = fetch_fd(pidfd, req.data.args[0]);
+    if (copy < 0) {
+        proceed(notif, req.id);
+        return;
+    }
+    const Listener *l = by_identity(reg, copy);
+    close(copy);
+    if (!l) {
+        proceed(notif, req.id);
+        return;
+    }
+    if (respond(notif, req.id, 0, 0, 0) == 0) {
+        out->kind = SeccompOutcome::DISCONNECT_KEPT;
+        out->id = l->id;
+    }
+}
+
+// The family of a trapped connect's address, read from the caller (two bytes); -1 when it cannot be read
+// (the kernel then says what is wrong with the call).
+int connect_family(const seccomp_notif &req) {
+    if (req.data.args[2] < sizeof(sa_family_t)) return -1;
+    sa_family_t fam;
+    iovec local{&fam, sizeof fam}, remote{reinterpret_cast<void *>(uintptr_t(req.data.args[1])), sizeof fam};
+    if (process_vm_readv(req.pid, &local, 1, &remote, 1, 0) != ssize_t(sizeof fam)) return -1;
+    return fam;
+}
+
 int g_probe_marker = 0x5ec0;
 
 } // namespace
@@ -340,6 +373,12 @@ SeccompOutcome seccomp_serve(int notif, const Registry &reg) {
     memset(&req, 0, sizeof req); // the kernel wants it zeroed
     out.kind = SeccompOutcome::NONE;
     if (ioctl(notif, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) return out; // ENOENT: the caller went away
+    // connect: every family but AF_UNSPEC runs at once, with no more work than this read. A stale
+    // notification (its pid reused) only lets a call run that is no longer waiting: harmless.
+    if (req.data.nr == __NR_connect && connect_family(req) != AF_UNSPEC) {
+        proceed(notif, req.id);
+        return out;
+    }
     pid_t tgid;
     int pidfd = open_target(pid_t(req.pid), &tgid);
     if (pidfd < 0 || !still_valid(notif, req.id)) {
@@ -352,6 +391,7 @@ SeccompOutcome seccomp_serve(int notif, const Registry &reg) {
     if (req.data.nr == __NR_bind) on_bind(notif, req, pidfd, tgid, reg, &out);
     else if (req.data.nr == __NR_listen) on_listen(notif, req, pidfd, reg, &out);
     else if (req.data.nr == __NR_shutdown) on_shutdown(notif, req, pidfd, reg, &out);
+    else if (req.data.nr == __NR_connect) on_disconnect(notif, req, pidfd, reg, &out);
     else proceed(notif, req.id);
     close(pidfd);
     return out;

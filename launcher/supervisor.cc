@@ -911,6 +911,10 @@ void Supervisor::on_seccomp(Gen &g) {
             logf("gen %d (pid %d): shutdown of %s answered without shutting it down: other generations listen on it",
                  g.n, int(o.pid), l ? l->name.c_str() : "?");
             break;
+        case SeccompOutcome::DISCONNECT_KEPT:
+            logf("gen %d (pid %d): connect(AF_UNSPEC) of %s answered without disconnecting it: other generations "
+                 "listen on it", g.n, int(o.pid), l ? l->name.c_str() : "?");
+            break;
         }
     }
 }

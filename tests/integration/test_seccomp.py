@@ -1,7 +1,8 @@
 """--seccomp: a `gcc -static` server that makes, binds and listens on its socket itself, knowing nothing of
 hotrestart (no LISTEN_FDS, no READY=1), gets the launcher's socket through seccomp user notification: the
 same socket in every generation, reloads under load with no failed request, a connection queued before it
-bound is served, an old generation's shutdown() of the listener at exit does not stop it for the new one,
+bound is served, an old generation's shutdown() or connect(AF_UNSPEC) of the listener at exit does not stop
+it for the new one,
 pre-fork workers and a program with a seccomp filter of its own work, and a kernel without the features
 fails cleanly at start.
 
@@ -126,6 +127,29 @@ def test_old_generation_shutdown_at_exit_does_not_stop_the_listener(launch, load
     for g in (1, 2):
         hr.wait_for(r"gen %d \(pid %d\): shutdown of 127\.0\.0\.1:%d answered without shutting it down"
                     % (g, hr.gen_pids[g], port), since=0)
+    assert hr.stop() == 0
+
+
+def test_old_generation_disconnect_at_exit_does_not_stop_the_listener(launch, load):
+    """connect(AF_UNSPEC) disconnects a TCP socket: on the shared listener, as an old generation exits, it
+    would stop the listen for the new one. Trapped (the family read from the caller) and answered for the
+    old generation alone."""
+    port = free_port()
+    hr = seccomp_launch(launch, port, extra=["--unspec-at-exit"])
+    pid1 = hr.wait_ready(1)
+    ld = load(port, threads=4)
+    ld.wait_served_by(lambda p: p == pid1, count=10)
+    for _ in range(2):
+        gen = hr.reload()  # returns once the old generation is gone: it has disconnected and exited
+        pid = hr.gen_pids[gen]
+        ld.wait_served_by(lambda p, want=pid: p == want, count=20)
+    ld.stop()
+    assert ld.failures == [], "%d of %d requests failed: %s" % (len(ld.failures), ld.ok + len(ld.failures),
+                                                               ld.failures[:5])
+    assert "pid=%d " % pid in http_get(port)
+    for g in (1, 2):
+        hr.wait_for(r"gen %d \(pid %d\): connect\(AF_UNSPEC\) of 127\.0\.0\.1:%d answered without "
+                    r"disconnecting it" % (g, hr.gen_pids[g], port), since=0)
     assert hr.stop() == 0
 
 

@@ -3,12 +3,13 @@
  * binds and listens on its socket itself (no LISTEN_FDS, no READY=1), like most static and Go servers.
  * Under `hotrestart --seccomp` its bind() gets the launcher's socket.
  *
- *   bindserver --listen ADDR [--tag TAG] [--prefork N] [--shutdown-at-exit] [--own-filter] [--nonblock]
- *              [--gate FIFO]
+ *   bindserver --listen ADDR [--tag TAG] [--prefork N] [--shutdown-at-exit] [--unspec-at-exit] [--own-filter]
+ *              [--nonblock] [--gate FIFO]
  *
  * ADDR: HOST:PORT (IPv4), [V6]:PORT, unix:PATH or unix:@NAME (abstract). --prefork N: after listen, N worker processes accept
  * (the first process only waits for them). --shutdown-at-exit: every process calls shutdown(SHUT_RDWR) on
- * its listening socket before it exits, as some servers do. --own-filter: before binding, installs a
+ * its listening socket before it exits, as some servers do. --unspec-at-exit: the same with
+ * connect(AF_UNSPEC), which disconnects a TCP socket (on a listener: stops the listen). --own-filter: before binding, installs a
  * seccomp filter of its own (sethostname fails with EROFS) and tries to get a user-notification
  * listener of its own too. --nonblock: the socket is made with SOCK_NONBLOCK. --gate FIFO: opens FIFO for
  * reading (blocks until a writer comes) before making its socket.
@@ -106,6 +107,17 @@ static void install_own_filter(void) {
     }
 }
 
+/* --shutdown-at-exit and --unspec-at-exit: what the process does to its listening socket as it exits. */
+static void at_exit(int s, int shut, int unspec) {
+    if (shut) shutdown(s, SHUT_RDWR);
+    if (unspec) {
+        struct sockaddr sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_family = AF_UNSPEC;
+        connect(s, &sa, sizeof sa);
+    }
+}
+
 static void serve(int c, const char *tag, unsigned long ino) {
     char req[4096];
     size_t got = 0;
@@ -160,13 +172,14 @@ static int accept_loop(int s, const char *tag, unsigned long ino, const sigset_t
 
 int main(int argc, char **argv) {
     const char *tag = "bind", *addr = NULL, *gate = NULL;
-    int prefork = 0, shut = 0, own = 0, nonblock = 0;
+    int prefork = 0, shut = 0, unspec = 0, own = 0, nonblock = 0;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) addr = argv[++i];
         else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc) tag = argv[++i];
         else if (strcmp(argv[i], "--prefork") == 0 && i + 1 < argc) prefork = atoi(argv[++i]);
         else if (strcmp(argv[i], "--gate") == 0 && i + 1 < argc) gate = argv[++i];
         else if (strcmp(argv[i], "--shutdown-at-exit") == 0) shut = 1;
+        else if (strcmp(argv[i], "--unspec-at-exit") == 0) unspec = 1;
         else if (strcmp(argv[i], "--own-filter") == 0) own = 1;
         else if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
         else {
@@ -214,7 +227,7 @@ int main(int argc, char **argv) {
             if (w < 0) die("fork");
             if (w == 0) {
                 rc = accept_loop(s, tag, ino, &none, &term);
-                if (shut) shutdown(s, SHUT_RDWR);
+                at_exit(s, shut, unspec);
                 _exit(rc);
             }
         }
@@ -229,7 +242,7 @@ int main(int argc, char **argv) {
     } else {
         rc = accept_loop(s, tag, ino, &none, &term);
     }
-    if (shut) shutdown(s, SHUT_RDWR);
+    at_exit(s, shut, unspec);
     close(s);
     return rc;
 }
