@@ -21,6 +21,7 @@
 #include "registry.h"
 
 #include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stdint.h>
 #include <string>
 #include <sys/types.h>
@@ -35,6 +36,11 @@ std::string seccomp_probe();
 
 // The filter program, built on first use (call it before fork: the child may not allocate).
 const sock_fprog *seccomp_filter();
+// The same with accept and accept4 trapped too (--seccomp-accept).
+const sock_fprog *seccomp_accept_filter();
+// After seccomp_probe(): "" when the kernel has what --seccomp-accept needs besides (the same-CPU wake-up,
+// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6), else one line naming what is missing.
+const std::string &seccomp_accept_missing();
 
 // In a child, before exec; async-signal-safe. Installs the filter (no_new_privs first unless the caller is
 // root, so that a root launcher keeps set-id programs working) and sends its notification descriptor over
@@ -54,6 +60,8 @@ struct SeccompOutcome {
         OWN,      // listen on the program's own socket, done by the launcher: fd is a copy (caller owns it)
         KEPT,     // shutdown of the registry's socket `id`: not done, answered 0
         DISCONNECT_KEPT, // connect(AF_UNSPEC) on the registry's socket `id`: not done, answered 0
+        ACCEPT,   // --seccomp-accept: accept or accept4 on the registry's socket `id`, NOT answered: `req` is
+                  // the notification, for SeccompAccepts (seccomp_accept.h)
         GONE,     // the notification descriptor hung up: no process of the generation runs under it any more
     } kind = EMPTY;
     uint64_t id = 0;
@@ -61,6 +69,7 @@ struct SeccompOutcome {
     pid_t pid = 0;      // the process (thread group) that made the call
     bool dgram = false; // ADOPTED: a datagram socket (no listen() will follow)
     std::string warning; // set when something did not go as it should (logged by the caller)
+    seccomp_notif req{}; // ACCEPT
 };
 
 // Answers at most one pending notification on notif (EMPTY at once if none is pending).
