@@ -133,10 +133,11 @@ def test_old_generation_shutdown_at_exit_does_not_stop_the_listener(launch, load
 def test_old_generation_disconnect_at_exit_does_not_stop_the_listener(launch, load):
     """connect(AF_UNSPEC) disconnects a TCP socket: on the shared listener, as an old generation exits, it
     would stop the listen for the new one. Trapped (the family read from the caller) and answered for the
-    old generation alone."""
+    old generation alone; an ordinary connect (AF_INET, the server's own at start) runs as made."""
     port = free_port()
-    hr = seccomp_launch(launch, port, extra=["--unspec-at-exit"])
+    hr = seccomp_launch(launch, port, extra=["--unspec-at-exit", "--self-connect"])
     pid1 = hr.wait_ready(1)
+    assert "self_connect=ok" in http_get(port)
     ld = load(port, threads=4)
     ld.wait_served_by(lambda p: p == pid1, count=10)
     for _ in range(2):

@@ -4,7 +4,7 @@
  * Under `hotrestart --seccomp` its bind() gets the launcher's socket.
  *
  *   bindserver --listen ADDR [--tag TAG] [--prefork N] [--shutdown-at-exit] [--unspec-at-exit] [--own-filter]
- *              [--nonblock] [--gate FIFO] [--accept blocking|epoll] [--linger-ms MS]
+ *              [--nonblock] [--gate FIFO] [--accept blocking|epoll] [--linger-ms MS] [--self-connect]
  *
  * ADDR: HOST:PORT (IPv4), [V6]:PORT, unix:PATH or unix:@NAME (abstract). --prefork N: after listen, N worker processes accept
  * (the first process only waits for them). --shutdown-at-exit: every process calls shutdown(SHUT_RDWR) on
@@ -16,9 +16,10 @@
  * plain blocking accept() (no poll), interrupted by signals; --accept epoll: a non-blocking socket, a
  * level-triggered epoll set and accept4() until EAGAIN. Both report the peer's address accept() gave.
  * --linger-ms MS: after SIGTERM the accept loop goes on for MS more (a server slow to stop accepting).
+ * --self-connect: once listening, connects a new socket to its own address (an ordinary outgoing connect).
  * Every reply (HTTP/1.0 200, Connection: close) has the body
  *   pid=<pid> tag=<tag> ino=<inode of its listening socket> own_filter=<ok|-> own_listener=<errno name|->
- *   peer=<HOST:PORT the accept of this connection gave|->
+ *   peer=<HOST:PORT the accept of this connection gave|-> self_connect=<ok|errno name|->
  * SIGTERM: a graceful stop: it stops accepting, finishes the connection it is serving and exits 0.
  */
 #include <arpa/inet.h>
@@ -44,7 +45,7 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stopping, linger_over = 1;
-static char own_filter[16] = "-", own_listener[16] = "-", peer_text[80] = "-";
+static char own_filter[16] = "-", own_listener[16] = "-", peer_text[80] = "-", self_connect[16] = "-";
 static long linger_ms;
 
 static void on_term(int sig) {
@@ -163,8 +164,8 @@ static void serve(int c, const char *tag, unsigned long ino) {
         if (strstr(req, "\r\n\r\n")) break;
     }
     char body[256], reply[512];
-    int bl = snprintf(body, sizeof body, "pid=%d tag=%s ino=%lu own_filter=%s own_listener=%s peer=%s\n",
-                      (int)getpid(), tag, ino, own_filter, own_listener, peer_text);
+    int bl = snprintf(body, sizeof body, "pid=%d tag=%s ino=%lu own_filter=%s own_listener=%s peer=%s "
+                      "self_connect=%s\n", (int)getpid(), tag, ino, own_filter, own_listener, peer_text, self_connect);
     int rl = snprintf(reply, sizeof reply,
                       "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
                       bl, body);
@@ -256,7 +257,7 @@ static int epoll_loop(int s, const char *tag, unsigned long ino, const sigset_t 
 
 int main(int argc, char **argv) {
     const char *tag = "bind", *addr = NULL, *gate = NULL, *mode = NULL;
-    int prefork = 0, shut = 0, unspec = 0, own = 0, nonblock = 0;
+    int prefork = 0, shut = 0, unspec = 0, own = 0, nonblock = 0, selfconn = 0;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) addr = argv[++i];
         else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc) tag = argv[++i];
@@ -266,6 +267,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--linger-ms") == 0 && i + 1 < argc) linger_ms = atol(argv[++i]);
         else if (strcmp(argv[i], "--shutdown-at-exit") == 0) shut = 1;
         else if (strcmp(argv[i], "--unspec-at-exit") == 0) unspec = 1;
+        else if (strcmp(argv[i], "--self-connect") == 0) selfconn = 1;
         else if (strcmp(argv[i], "--own-filter") == 0) own = 1;
         else if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
         else {
@@ -313,6 +315,14 @@ int main(int argc, char **argv) {
     struct stat st;
     if (fstat(s, &st) < 0) die("fstat");
     unsigned long ino = (unsigned long)st.st_ino;
+    if (selfconn) {
+        int c = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&ss, len) < 0)
+            snprintf(self_connect, sizeof self_connect, "%s", strerrorname_np(errno));
+        else
+            strcpy(self_connect, "ok");
+        if (c >= 0) close(c);
+    }
 
     int rc = 0;
     if (prefork > 0) {
