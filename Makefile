@@ -43,7 +43,7 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/control.cc launcher/client.cc launcher/report.cc launcher/notify.cc launcher/procs.cc \
                 launcher/sentinel.cc launcher/shimfile.cc launcher/ctlmsg.cc launcher/pidfile.cc launcher/rendezvous.cc \
                 launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc launcher/listen.cc launcher/progkind.cc \
-                launcher/runas.cc launcher/seccomp.cc \
+                launcher/runas.cc launcher/seccomp.cc launcher/seccomp_accept.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc shim/elfkind.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))

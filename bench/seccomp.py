@@ -2,8 +2,11 @@
 """--seccomp benchmarks: prints numbers and ratios, asserts nothing.
 
 1. Steady-state cost: wrk against build/bindserver (a static server that binds itself; one connection per
-   request) run plainly and under `hotrestart --seccomp` (its bind and listen trapped once at start; accept,
-   read, write and close pass the filter untrapped). Rounds interleaved, medians compared.
+   request) run plainly, under `hotrestart --seccomp` (its bind and listen trapped once at start; accept,
+   read, write and close pass the filter untrapped) and under `hotrestart --seccomp-accept` (every accept
+   trapped too), each with two accept loops: poll + accept4 on a blocking socket (--seccomp-accept: the
+   launcher accepts and hands the connection over) and epoll + accept4 on a non-blocking one
+   (--seccomp-accept: the call continues). Rounds interleaved, medians compared.
 2. Handover: SIGHUP -> new generation ready (its trapped bind and listen answered) -> old generation gone,
    from the launcher's log timestamps.
 """
@@ -17,15 +20,21 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 from harness import BUILD, Launcher, free_port, http_get  # noqa: E402
-from bench import DURATION, ROUNDS, stamp, wait_listening, wrk  # noqa: E402
+from bench import DURATION, ROUNDS, wait_listening, wrk  # noqa: E402
 
 BINDSERVER = os.path.join(BUILD, "bindserver")
 
 
-def run_variant(variant, port):
-    argv = [BINDSERVER, "--listen", "127.0.0.1:%d" % port]
-    if variant == "seccomp":
-        hr = Launcher(argv, options=["--seccomp"])
+def stamp(line):
+    """Seconds of the day of a launcher log line's timestamp (2026-01-02T03:04:05.678Z)."""
+    m = re.match(r"\d+-\d+-\d+T(\d+):(\d+):([\d.]+)Z", line)
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+
+
+def run_variant(variant, loop, port):
+    argv = [BINDSERVER, "--listen", "127.0.0.1:%d" % port] + (["--accept", "epoll"] if loop == "epoll" else [])
+    if variant != "plain":
+        hr = Launcher(argv, options=["--" + variant])
         try:
             hr.wait_ready(1)
             return wrk(port)
@@ -42,18 +51,25 @@ def run_variant(variant, port):
 
 
 def throughput():
-    variants = ["plain", "seccomp"]
-    results = {v: [] for v in variants}
+    variants = ["plain", "seccomp", "seccomp-accept"]
+    loops = ["poll", "epoll"]
+    results = {(v, lp): [] for v in variants for lp in loops}
     for r in range(ROUNDS):
-        for v in variants:
-            rps, errors = run_variant(v, free_port())
-            results[v].append(rps)
-            print("  round %d %-8s %10.0f req/s %s" % (r + 1, v, rps, ("socket errors: " + errors) if errors else ""))
-    med = {v: statistics.median(results[v]) for v in variants}
+        for lp in loops:
+            for v in variants:
+                rps, errors = run_variant(v, lp, free_port())
+                results[(v, lp)].append(rps)
+                print("  round %d %-5s %-14s %10.0f req/s %s" % (r + 1, lp, v, rps,
+                                                               ("socket errors: " + errors) if errors else ""))
+    med = {k: statistics.median(x) for k, x in results.items()}
     print("--seccomp throughput (median of %d x %d s, wrk -t2 -c32, static server, new connection per request):"
           % (ROUNDS, DURATION))
-    for v in variants:
-        print("  %-8s %10.0f req/s   ratio to plain %.3f" % (v, med[v], med[v] / med["plain"] if med["plain"] else 0))
+    for lp in loops:
+        print("  %s:" % {"poll": "poll + accept4, blocking socket", "epoll": "epoll + accept4, non-blocking socket"}[lp])
+        for v in variants:
+            plain, sec = med[("plain", lp)], med[("seccomp", lp)]
+            print("    %-14s %10.0f req/s   ratio to plain %.3f   to --seccomp %.3f" % (
+                v, med[(v, lp)], med[(v, lp)] / plain if plain else 0, med[(v, lp)] / sec if sec else 0))
 
 
 def handover(reloads=20):

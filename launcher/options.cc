@@ -66,6 +66,8 @@ const char kHelp[] =
     "  --seccomp              a program the shim cannot run in (static, Go, set-id, file capabilities)\n"
     "                         binds and listens as it likes: a seccomp filter hands it the launcher's\n"
     "                         socket (Linux 5.14+, checked at start)\n"
+    "  --seccomp-accept       --seccomp, and its accept() on a shared socket is trapped too: a draining\n"
+    "                         generation takes no more connections (Linux 6.6+, checked at start)\n"
     "  --shim PATH            the shim library, checked at start (default: libhotrestart.so next to the\n"
     "                         launcher, then in ../lib/hotrestart/ from there, then in " HR_LIBDIR ")\n"
     "  -v, --verbose          more detail: -v the launcher's steps, -vv also what the shim inherited, -vvv\n"
@@ -236,6 +238,15 @@ ParseResult parse_options(int argc, char **argv, Options *o, std::string *msg) {
                 return PARSE_ERROR;
             }
             o->seccomp = true;
+            continue;
+        }
+        if (name == "--seccomp-accept") {
+            if (inline_value) {
+                *msg = "option --seccomp-accept takes no value (try --help)";
+                return PARSE_ERROR;
+            }
+            o->seccomp = true; // implies --seccomp
+            o->seccomp_accept = true;
             continue;
         }
         static const char *const with_value[] = {"--pid-file", "--ready-timeout", "--drain-timeout",

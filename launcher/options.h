@@ -44,6 +44,7 @@ struct Options {
     std::vector<std::string> listen; // --listen ADDR (repeatable), as given; checked by listen_parse()
     std::string user;     // --user USER[:GROUP]; empty: generations run as the launcher
     bool seccomp = false; // --seccomp: programs the shim cannot run in get their sockets by seccomp (seccomp.h)
+    bool seccomp_accept = false; // --seccomp-accept (implies --seccomp): accept on a shared socket trapped too
     int verbose = 0;      // 0..kMaxVerbose: 1 the launcher's detail, 2 the shim's start-up, 3 its tracing
     std::vector<std::string> argv; // PROGRAM ARGS...
 };

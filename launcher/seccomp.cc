@@ -25,6 +25,10 @@
 #ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 #define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
 #endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS // Linux 6.6
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 
 namespace hr {
 namespace {
@@ -39,28 +43,42 @@ constexpr uint32_t kForeignNr = 0xffffffff;
 #error "--seccomp: the filter knows x86_64 and aarch64 only"
 #endif
 
-// The filter: the native architecture's bind, listen and shutdown(SHUT_RD or SHUT_RDWR) go to the launcher,
-// everything else runs (32-bit and x32 calls too: documented as not covered).
-std::vector<sock_filter> build_filter() {
+// The filter: the native architecture's bind, listen, shutdown(SHUT_RD or SHUT_RDWR) and connect go to the
+// launcher, and with_accept accept and accept4 too; everything else runs (32-bit and x32 calls too:
+// documented as not covered). connect is trapped whatever its address: its family (AF_UNSPEC disconnects,
+// and stops a listener) is in the caller's memory, which BPF cannot read; the launcher reads two bytes and
+// lets any other family run at once.
+std::vector<sock_filter> build_filter(bool with_accept) {
     const uint32_t how_lo = offsetof(seccomp_data, args) + sizeof(uint64_t); // args[1], low half (little endian)
-    return {
-        /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 0, 8),
-        /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kForeignNr, 6, 0),
-        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 6, 0),
-        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_listen, 5, 0),
-        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_shutdown, 0, 3),
-        /* 7 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, how_lo),
-        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHUT_RD, 2, 0),
-        /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHUT_RDWR, 1, 0),
-        /* 10 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    std::vector<uint32_t> trapped = {__NR_bind, __NR_listen, __NR_connect};
+    if (with_accept) {
+        trapped.push_back(__NR_accept);
+        trapped.push_back(__NR_accept4);
+    }
+    // Layout: 4 loads and checks, one jump per trapped call, the shutdown check (4), ALLOW, USER_NOTIF.
+    const size_t allow = 4 + trapped.size() + 4, notif = allow + 1;
+    std::vector<sock_filter> f;
+    auto jump = [&](uint32_t k, size_t jt, size_t jf) {
+        size_t at = f.size() + 1;
+        f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, k, uint8_t(jt ? jt - at : 0), uint8_t(jf ? jf - at : 0)));
     };
+    f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
+    jump(kArch, 0, allow);
+    f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kForeignNr, uint8_t(allow - 4), 0));
+    for (uint32_t nr : trapped) jump(nr, notif, 0);
+    jump(__NR_shutdown, 0, allow);
+    f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, how_lo));
+    jump(SHUT_RD, notif, 0);
+    jump(SHUT_RDWR, notif, 0);
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF));
+    return f;
 }
 
-std::vector<sock_filter> g_filter;
-sock_fprog g_prog{};
+std::vector<sock_filter> g_filter, g_accept_filter;
+sock_fprog g_prog{}, g_accept_prog{};
+std::string g_no_sync_wakeup = "the kernel was not probed"; // seccomp_probe sets it
 
 int send_fd(int sock, int fd) {
     char byte = 'N';
@@ -182,7 +200,18 @@ void on_bind(int notif, const seccomp_notif &req, int pidfd, pid_t tgid, const R
         key_from_sockaddr(reinterpret_cast<const sockaddr *>(&ss), socklen_t(len), type, v6only, &key))
         for (const auto &l : reg.all())
             if (key_match(l.key, key)) match = &l;
-    if (!match || by_identity(reg, copy) == match) {
+    if (match && by_identity(reg, copy) == match) {
+        // Already in place: this bind was answered, then interrupted by a signal before it returned, and
+        // is repeated (a wait that is not killable-only: --seccomp-accept, or a kernel before 5.19).
+        close(copy);
+        if (respond(notif, req.id, 0, 0, 0) == 0) {
+            out->kind = SeccompOutcome::ADOPTED;
+            out->id = match->id;
+            out->dgram = match->key.type == SOCK_DGRAM;
+        }
+        return;
+    }
+    if (!match) {
         close(copy);
         proceed(notif, req.id);
         return;
@@ -269,32 +298,93 @@ void on_shutdown(int notif, const seccomp_notif &req, int pidfd, const Registry 
     }
 }
 
+// connect(fd, addr, len) whose family is AF_UNSPEC disconnects the socket; on a shared listener it would stop
+// the listen for every generation. Anything else runs (seccomp_serve let every other family through already).
+void on_disconnect(int notif, const seccomp_notif &req, int pidfd, const Registry &reg, SeccompOutcome *out) {
+    int copy = fetch_fd(pidfd, req.data.args[0]);
+    if (copy < 0) {
+        proceed(notif, req.id);
+        return;
+    }
+    const Listener *l = by_identity(reg, copy);
+    close(copy);
+    if (!l) {
+        proceed(notif, req.id);
+        return;
+    }
+    if (respond(notif, req.id, 0, 0, 0) == 0) {
+        out->kind = SeccompOutcome::DISCONNECT_KEPT;
+        out->id = l->id;
+    }
+}
+
+// The family of a trapped connect's address, read from the caller (two bytes); -1 when it cannot be read
+// (the kernel then says what is wrong with the call).
+int connect_family(const seccomp_notif &req) {
+    if (req.data.args[2] < sizeof(sa_family_t)) return -1;
+    sa_family_t fam;
+    iovec local{&fam, sizeof fam}, remote{reinterpret_cast<void *>(uintptr_t(req.data.args[1])), sizeof fam};
+    if (process_vm_readv(req.pid, &local, 1, &remote, 1, 0) != ssize_t(sizeof fam)) return -1;
+    return fam;
+}
+
+// accept or accept4 (--seccomp-accept): on a registry socket, left for the caller to answer (SeccompAccepts);
+// any other runs.
+void on_accept(int notif, const seccomp_notif &req, int pidfd, const Registry &reg, SeccompOutcome *out) {
+    int copy = fetch_fd(pidfd, req.data.args[0]);
+    if (copy < 0) {
+        proceed(notif, req.id);
+        return;
+    }
+    const Listener *l = by_identity(reg, copy);
+    close(copy);
+    if (!l) {
+        proceed(notif, req.id);
+        return;
+    }
+    out->kind = SeccompOutcome::ACCEPT;
+    out->id = l->id;
+    out->req = req;
+}
+
 int g_probe_marker = 0x5ec0;
 
 } // namespace
 
 const sock_fprog *seccomp_filter() {
     if (g_filter.empty()) {
-        g_filter = build_filter();
+        g_filter = build_filter(false);
         g_prog.len = static_cast<unsigned short>(g_filter.size());
         g_prog.filter = g_filter.data();
     }
     return &g_prog;
 }
 
+const sock_fprog *seccomp_accept_filter() {
+    if (g_accept_filter.empty()) {
+        g_accept_filter = build_filter(true);
+        g_accept_prog.len = static_cast<unsigned short>(g_accept_filter.size());
+        g_accept_prog.filter = g_accept_filter.data();
+    }
+    return &g_accept_prog;
+}
+
+const std::string &seccomp_accept_missing() { return g_no_sync_wakeup; }
+
 int seccomp_install(const sock_fprog *prog, int sock) {
+    // A held accept (--seccomp-accept) must be interruptible by signals, as a blocking accept is: its
+    // filter waits without SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (every answer is safe to repeat).
+    const unsigned long killable = prog == &g_accept_prog ? 0 : SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     bool nnp = false;
     if (geteuid() != 0) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno;
         nnp = true;
     }
-    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                      SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, prog);
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | killable, prog);
     if (fd < 0 && errno == EACCES && !nnp) {
         // Root without CAP_SYS_ADMIN (a container): no_new_privs after all.
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno;
-        fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                     SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, prog);
+        fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER | killable, prog);
     }
     // Before 5.19 there is no killable wait: a signal interrupts a trapped call, which is then repeated.
     if (fd < 0 && errno == EINVAL)
@@ -323,6 +413,9 @@ int seccomp_receive(int sock) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
             int fd;
             memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            // Where the kernel has it (6.6+), the trapped caller is woken on the launcher's CPU: a round
+            // trip costs several times less. Without it, the same answers, slower.
+            ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
             return fd;
         }
     return -1;
@@ -340,6 +433,12 @@ SeccompOutcome seccomp_serve(int notif, const Registry &reg) {
     memset(&req, 0, sizeof req); // the kernel wants it zeroed
     out.kind = SeccompOutcome::NONE;
     if (ioctl(notif, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) return out; // ENOENT: the caller went away
+    // connect: every family but AF_UNSPEC runs at once, with no more work than this read. A stale
+    // notification (its pid reused) only lets a call run that is no longer waiting: harmless.
+    if (req.data.nr == __NR_connect && connect_family(req) != AF_UNSPEC) {
+        proceed(notif, req.id);
+        return out;
+    }
     pid_t tgid;
     int pidfd = open_target(pid_t(req.pid), &tgid);
     if (pidfd < 0 || !still_valid(notif, req.id)) {
@@ -352,6 +451,8 @@ SeccompOutcome seccomp_serve(int notif, const Registry &reg) {
     if (req.data.nr == __NR_bind) on_bind(notif, req, pidfd, tgid, reg, &out);
     else if (req.data.nr == __NR_listen) on_listen(notif, req, pidfd, reg, &out);
     else if (req.data.nr == __NR_shutdown) on_shutdown(notif, req, pidfd, reg, &out);
+    else if (req.data.nr == __NR_connect) on_disconnect(notif, req, pidfd, reg, &out);
+    else if (req.data.nr == __NR_accept || req.data.nr == __NR_accept4) on_accept(notif, req, pidfd, reg, &out);
     else proceed(notif, req.id);
     close(pidfd);
     return out;
@@ -416,6 +517,12 @@ std::string seccomp_probe() {
         if (poll(&p, 1, 5000) <= 0 || ioctl(notif, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
             missing = "seccomp user notification did not deliver a trapped bind: " +
                       errtext("SECCOMP_IOCTL_NOTIF_RECV", errno ? errno : ETIMEDOUT);
+    }
+    if (missing.empty()) {
+        g_no_sync_wakeup.clear();
+        if (ioctl(notif, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
+            g_no_sync_wakeup = "seccomp user notification with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6) is "
+                               "not available: " + errtext("ioctl SECCOMP_IOCTL_NOTIF_SET_FLAGS", errno);
     }
     if (missing.empty() && !still_valid(notif, req.id))
         missing = errtext("seccomp user notification: SECCOMP_IOCTL_NOTIF_ID_VALID (Linux 5.0)", errno);

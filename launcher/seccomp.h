@@ -1,7 +1,7 @@
 // --seccomp: the same listening socket for a program the shim cannot run in (static, Go, set-id, file
 // capabilities), without any change to it. Before exec, the child installs a seccomp filter that sends
-// bind(), listen() and shutdown(SHUT_RD or SHUT_RDWR) to the launcher (SECCOMP_RET_USER_NOTIF) and lets
-// everything else run; the filter's notification descriptor travels to the launcher over a socketpair.
+// bind(), listen(), shutdown(SHUT_RD or SHUT_RDWR) and connect() to the launcher (SECCOMP_RET_USER_NOTIF)
+// and lets everything else run; the filter's notification descriptor travels to the launcher over a socketpair.
 // The launcher answers in its poll loop:
 //   bind   on an address the registry holds: the registry's socket is put at the program's descriptor
 //          number (SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_ADDFD_FLAG_SETFD, the program's close-on-exec kept),
@@ -11,6 +11,9 @@
 //          with the program's backlog, registers it for the next generations, and returns what listen did.
 //   shutdown on a registry socket: 0 for the caller alone (an old generation's exit must not stop the
 //          socket listening for the new one). Any other shutdown runs.
+//   connect whose address family is AF_UNSPEC (a disconnect: on a listener, the same as shutdown) on a
+//          registry socket: 0 for the caller alone. Any other connect runs at once: the launcher reads the
+//          family (two bytes) and answers CONTINUE, nothing more.
 // The filter is permanent: a generation depends on its launcher for every bind and listen. If the launcher
 // dies, the sentinel gives every generation its stop signal, as for the shim.
 #pragma once
@@ -18,6 +21,7 @@
 #include "registry.h"
 
 #include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stdint.h>
 #include <string>
 #include <sys/types.h>
@@ -32,6 +36,11 @@ std::string seccomp_probe();
 
 // The filter program, built on first use (call it before fork: the child may not allocate).
 const sock_fprog *seccomp_filter();
+// The same with accept and accept4 trapped too (--seccomp-accept).
+const sock_fprog *seccomp_accept_filter();
+// After seccomp_probe(): "" when the kernel has what --seccomp-accept needs besides (the same-CPU wake-up,
+// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6), else one line naming what is missing.
+const std::string &seccomp_accept_missing();
 
 // In a child, before exec; async-signal-safe. Installs the filter (no_new_privs first unless the caller is
 // root, so that a root launcher keeps set-id programs working) and sends its notification descriptor over
@@ -50,6 +59,9 @@ struct SeccompOutcome {
         LISTENED, // listen on the registry's socket `id`: answered 0
         OWN,      // listen on the program's own socket, done by the launcher: fd is a copy (caller owns it)
         KEPT,     // shutdown of the registry's socket `id`: not done, answered 0
+        DISCONNECT_KEPT, // connect(AF_UNSPEC) on the registry's socket `id`: not done, answered 0
+        ACCEPT,   // --seccomp-accept: accept or accept4 on the registry's socket `id`, NOT answered: `req` is
+                  // the notification, for SeccompAccepts (seccomp_accept.h)
         GONE,     // the notification descriptor hung up: no process of the generation runs under it any more
     } kind = EMPTY;
     uint64_t id = 0;
@@ -57,6 +69,7 @@ struct SeccompOutcome {
     pid_t pid = 0;      // the process (thread group) that made the call
     bool dgram = false; // ADOPTED: a datagram socket (no listen() will follow)
     std::string warning; // set when something did not go as it should (logged by the caller)
+    seccomp_notif req{}; // ACCEPT
 };
 
 // Answers at most one pending notification on notif (EMPTY at once if none is pending).

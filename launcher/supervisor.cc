@@ -270,7 +270,7 @@ Gen *Supervisor::start_shimless(std::unique_ptr<Gen> g) {
         for (auto &v : req.env)
             if (v.compare(0, 7, "LISTEN_") != 0 && v.compare(0, 20, "SERVER_STARTER_PORT=") != 0) env.push_back(v);
         req.env.swap(env);
-        req.seccomp = seccomp_filter();
+        req.seccomp = opts_.seccomp_accept ? seccomp_accept_filter() : seccomp_filter();
         g->hello = true; // nothing to wait for before its sockets count (check_ready)
     } else {
         // Nothing reports its sockets taken over: they are its from the start.
@@ -870,6 +870,13 @@ void Supervisor::on_notify(Gen &g) {
     }
 }
 
+// --seccomp-accept: whether generation n may take connections (not superseded, draining or stopping).
+bool Supervisor::may_take(int n) const {
+    for (auto &g : gens_)
+        if (g->n == n) return g->st == GS_STARTING || g->st == GS_TRIAL || g->st == GS_SERVING;
+    return false;
+}
+
 // --seccomp: the trapped calls of a generation's processes, answered now (each waits in the kernel).
 void Supervisor::on_seccomp(Gen &g) {
     for (int handled = 0; handled < kMaxMessagesPerTurn && g.notif >= 0; ++handled) {
@@ -884,6 +891,7 @@ void Supervisor::on_seccomp(Gen &g) {
         case SeccompOutcome::NONE: break;
         case SeccompOutcome::GONE:
             debugf("gen %d: no process runs under its seccomp filter any more", g.n);
+            accepts_.forget(g.n);
             close(g.notif);
             g.notif = -1;
             return;
@@ -916,6 +924,13 @@ void Supervisor::on_seccomp(Gen &g) {
         case SeccompOutcome::KEPT:
             logf("gen %d (pid %d): shutdown of %s answered without shutting it down: other generations listen on it",
                  g.n, int(o.pid), l ? l->name.c_str() : "?");
+            break;
+        case SeccompOutcome::DISCONNECT_KEPT:
+            logf("gen %d (pid %d): connect(AF_UNSPEC) of %s answered without disconnecting it: other generations "
+                 "listen on it", g.n, int(o.pid), l ? l->name.c_str() : "?");
+            break;
+        case SeccompOutcome::ACCEPT:
+            if (l) accepts_.on_accept(g.n, g.notif, o.req, *l, may_take(g.n));
             break;
         }
     }
@@ -1348,6 +1363,7 @@ void Supervisor::after_step() {
     hand_over_locks();
     for (size_t i = 0; i < gens_.size();) {
         if (gens_[i]->st == GS_GONE) {
+            accepts_.forget(gens_[i]->n);
             gens_.erase(gens_.begin() + long(i));
             prune_due_ = true;
         } else {
@@ -1461,6 +1477,12 @@ int Supervisor::run() {
             return kExitLauncherError;
         }
         debugf("--seccomp: this kernel has seccomp user notification with SECCOMP_ADDFD_FLAG_SETFD");
+        if (opts_.seccomp_accept && !seccomp_accept_missing().empty()) {
+            logf("fatal: --seccomp-accept: %s; run it on Linux 6.6 or later, or without --seccomp-accept",
+                 seccomp_accept_missing().c_str());
+            control_.shutdown();
+            return kExitLauncherError;
+        }
     }
     write_pid_file();
     Gen *first = start_generation(0);
@@ -1503,6 +1525,8 @@ int Supervisor::run() {
             pfds.push_back({g->notif, POLLIN, 0});
             seccomp_owner.push_back(g.get());
         }
+        const SeccompAccepts::MayTake taker = [this](int n) { return may_take(n); };
+        accepts_.add_pollfds(&pfds, registry_, taker); // readable: pump() below hands the connection over
         const size_t rdv_at = pfds.size();
         pfds.push_back({rdv_, POLLIN, 0});
         int64_t now = now_ms();
@@ -1544,6 +1568,7 @@ int Supervisor::run() {
             if (pfds[i++].revents && g->notify >= 0) on_notify(*g);
         for (Gen *g : seccomp_owner)
             if (pfds[i++].revents && g->notif >= 0) on_seccomp(*g);
+        accepts_.pump(registry_, taker);
         if (pfds[rdv_at].revents) on_rendezvous();
         for (auto &g : gens_) {
             if (!g->idle_hint) continue;

@@ -17,6 +17,7 @@
 #include "report.h"
 #include "sdnotify.h"
 #include "runas.h"
+#include "seccomp_accept.h"
 #include "sentinel.h"
 
 #include <deque>
@@ -130,6 +131,7 @@ private:
     void on_notify(Gen &g);
     void on_rendezvous();
     void on_seccomp(Gen &g);
+    bool may_take(int n) const;
     void on_control(const ControlRequest &r);
     void on_deadlines(int64_t now);
     void check_ready(Gen &g);
@@ -176,6 +178,7 @@ private:
     RunAs runas_;                 // --user
     std::string start_refused_;   // why the last start_generation() refused to start the program
     Registry registry_;
+    SeccompAccepts accepts_; // --seccomp-accept: the generations' trapped accepts held by the launcher
     Control control_;
     Sentinel sentinel_;
     SdNotify sd_; // the launcher's own NOTIFY_SOCKET (systemd), if any

@@ -1,7 +1,8 @@
 """--seccomp: a `gcc -static` server that makes, binds and listens on its socket itself, knowing nothing of
 hotrestart (no LISTEN_FDS, no READY=1), gets the launcher's socket through seccomp user notification: the
 same socket in every generation, reloads under load with no failed request, a connection queued before it
-bound is served, an old generation's shutdown() of the listener at exit does not stop it for the new one,
+bound is served, an old generation's shutdown() or connect(AF_UNSPEC) of the listener at exit does not stop
+it for the new one,
 pre-fork workers and a program with a seccomp filter of its own work, and a kernel without the features
 fails cleanly at start.
 
@@ -129,6 +130,30 @@ def test_old_generation_shutdown_at_exit_does_not_stop_the_listener(launch, load
     assert hr.stop() == 0
 
 
+def test_old_generation_disconnect_at_exit_does_not_stop_the_listener(launch, load):
+    """connect(AF_UNSPEC) disconnects a TCP socket: on the shared listener, as an old generation exits, it
+    would stop the listen for the new one. Trapped (the family read from the caller) and answered for the
+    old generation alone; an ordinary connect (AF_INET, the server's own at start) runs as made."""
+    port = free_port()
+    hr = seccomp_launch(launch, port, extra=["--unspec-at-exit", "--self-connect"])
+    pid1 = hr.wait_ready(1)
+    assert "self_connect=ok" in http_get(port)
+    ld = load(port, threads=4)
+    ld.wait_served_by(lambda p: p == pid1, count=10)
+    for _ in range(2):
+        gen = hr.reload()  # returns once the old generation is gone: it has disconnected and exited
+        pid = hr.gen_pids[gen]
+        ld.wait_served_by(lambda p, want=pid: p == want, count=20)
+    ld.stop()
+    assert ld.failures == [], "%d of %d requests failed: %s" % (len(ld.failures), ld.ok + len(ld.failures),
+                                                               ld.failures[:5])
+    assert "pid=%d " % pid in http_get(port)
+    for g in (1, 2):
+        hr.wait_for(r"gen %d \(pid %d\): connect\(AF_UNSPEC\) of 127\.0\.0\.1:%d answered without "
+                    r"disconnecting it" % (g, hr.gen_pids[g], port), since=0)
+    assert hr.stop() == 0
+
+
 def test_prefork_workers(launch, load):
     """A pre-fork server: the first process binds and listens, its 3 workers accept. After a reload the new
     generation's workers serve, each holding the same socket."""
@@ -187,6 +212,66 @@ def test_probe_names_the_missing_feature(feature, missing):
     assert len(lines) == 1, err
     assert re.search(r"fatal: --seccomp: %s; run it on Linux 5\.14 or later, or without --seccomp$" % missing,
                      lines[0]), err
+    assert "gen 1" not in err
+
+
+# The system call a thread waits in (/proc/PID/syscall), by machine: accept and accept4, epoll_pwait.
+WAIT_NR = {"x86_64": {"blocking": {43, 288}, "epoll": {281}},
+           "aarch64": {"blocking": {202, 242}, "epoll": {22}}}
+
+
+def waiting_in(pid, mode):
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            nr = f.read().split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return nr.lstrip("-").isdigit() and int(nr) in WAIT_NR[os.uname().machine][mode]
+
+
+@pytest.mark.parametrize("mode", ["blocking", "epoll"])
+def test_seccomp_accept_draining_generation_takes_no_connection(launch, mode):
+    """--seccomp-accept: an old generation waiting in accept (a plain blocking accept(), or epoll with a
+    non-blocking accept4()) when the reload comes, and still accepting for a while after its SIGTERM
+    (--linger-ms 4000), takes no connection: every request after the reload is answered by the new generation.
+    A blocking accept is answered by the launcher with a connection it accepted (the peer's address
+    written as accept() would); a draining one waits, and its stop signal still interrupts it."""
+    if os.uname().machine not in WAIT_NR:
+        pytest.skip("no system call numbers for this machine")
+    port = free_port()
+    hr = launch([BINDSERVER, "--listen", "127.0.0.1:%d" % port, "--accept", mode, "--linger-ms", "4000"],
+                options=["--seccomp-accept", "-v"])
+    pid1 = hr.wait_ready(1)
+    local = []
+    body = http_get(port, connected=lambda s: local.append(s.getsockname()))
+    assert "pid=%d " % pid1 in body and "peer=%s:%d" % local[0] in body, (body, local)
+    wait_until(lambda: waiting_in(pid1, mode), 10, "gen 1 (pid %d) to wait in accept again" % pid1)
+    gen = hr.reload(wait_old=False)
+    pid2 = hr.gen_pids[gen]
+    hr.wait_for(r"gen 1 draining: sending SIGTERM", since=0)
+    pids = [int(re.search(r"pid=(\d+) ", http_get(port)).group(1)) for _ in range(30)]
+    assert pid_alive(pid1), "gen 1 stopped before the requests: the test proves nothing"
+    assert pids == [pid2] * 30, "answered by %s (gen 1 is %d, gen 2 is %d)" % (pids, pid1, pid2)
+    hr.wait_for(r"gen 1 gone$", since=0)
+    assert "sending SIGKILL" not in hr.log()
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
+def test_seccomp_accept_needs_the_fast_wakeup():
+    """Without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (simulated), --seccomp-accept is refused at start (exit
+    125, one line naming it), before any generation."""
+    port = free_port()
+    argv = [NOFEATURE, "syncwake", LAUNCHER, "--seccomp-accept", "--", BINDSERVER, "--listen",
+            "127.0.0.1:%d" % port]
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode()
+    assert p.returncode == 125, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert re.search(r"fatal: --seccomp-accept: seccomp user notification with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP "
+                     r"\(Linux 6\.6\) is not available: ioctl SECCOMP_IOCTL_NOTIF_SET_FLAGS: Invalid argument; "
+                     r"run it on Linux 6\.6 or later, or without --seccomp-accept$", lines[0]), err
     assert "gen 1" not in err
 
 

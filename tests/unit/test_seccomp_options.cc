@@ -1,4 +1,5 @@
-// Unit tests for --seccomp on the command line (launcher/options.cc): a flag, off by default, no value.
+// Unit tests for --seccomp and --seccomp-accept on the command line (launcher/options.cc): flags, off by
+// default, no value; --seccomp-accept implies --seccomp.
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -42,11 +43,29 @@ void test_seccomp_flag(void **) {
     assert_true(msg.find("--seccomp") != std::string::npos);
 }
 
+void test_seccomp_accept_flag(void **) {
+    std::string msg;
+    Options d;
+    assert_int_equal(parse({"--seccomp", "--", "srv"}, &d, &msg), PARSE_RUN);
+    assert_false(d.seccomp_accept);
+    Options o;
+    assert_int_equal(parse({"--seccomp-accept", "--", "srv"}, &o, &msg), PARSE_RUN);
+    assert_true(o.seccomp_accept);
+    assert_true(o.seccomp);
+    Options e;
+    assert_int_equal(parse({"--seccomp-accept=1", "--", "srv"}, &e, &msg), PARSE_ERROR);
+    assert_string_equal(msg.c_str(), "option --seccomp-accept takes no value (try --help)");
+    Options h;
+    assert_int_equal(parse({"--help"}, &h, &msg), PARSE_EXIT_OK);
+    assert_true(msg.find("--seccomp-accept") != std::string::npos);
+}
+
 } // namespace
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seccomp_flag),
+        cmocka_unit_test(test_seccomp_accept_flag),
     };
     return cmocka_run_group_tests_name("seccomp options", tests, NULL, NULL);
 }
