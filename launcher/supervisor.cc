@@ -510,7 +510,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         // Inherited sockets it did not take over (a dropped port): its processes close their copies
         // now; the launcher closes its own once the reload completes.
         for (size_t i = 0; i < g.claimed.size(); ++i)
-            if (!g.claimed[i] && g.shm) g.shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
+            if (!g.claimed[i] && g.shm) shared_release(g.shm, int(i));
         Gen *old = serving_;
         serving_ = &g;
         if (next_ == &g) next_ = nullptr;
@@ -1371,7 +1371,7 @@ void Supervisor::after_step() {
             // The serving generation still holds the copy it inherited: tell it to close it.
             for (size_t i = 0; i < serving_->passed.size(); ++i)
                 if (serving_->passed[i] == l.id && serving_->shm)
-                    serving_->shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
+                    shared_release(serving_->shm, int(i));
         }
     }
     if (reload_pending_) {
