@@ -4,6 +4,7 @@
 #include "kernelscan.h"
 #include "listen.h"
 #include "log.h"
+#include "nofile.h"
 #include "notify.h"
 #include "pidfile.h"
 #include "procs.h"
@@ -230,9 +231,14 @@ void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
             req->env.push_back(v);
     for (const auto &name : registry_.drop_unusable()) logf("warning: dropped %s: no longer a listening socket", name.c_str());
     std::vector<ConventionSocket> conv;
-    for (const auto &l : registry_.all()) {
-        if (req->conv_fds.size() == size_t(kMaxInherited)) {
-            logf("warning: gen %d inherits only the first %d listening sockets", g.n, kMaxInherited);
+    const auto &all = registry_.all();
+    int limit = int(all.size()) < kMaxInherited ? int(all.size()) : kMaxInherited;
+    std::string why;
+    if (limit > 0) limit = nofile_fit(limit, nofile_max_fd(), &why);
+    if (!why.empty()) logf("error: gen %d: %s", g.n, why.c_str());
+    for (const auto &l : all) {
+        if (req->conv_fds.size() == size_t(limit)) {
+            logf("warning: gen %d inherits only the first %d listening sockets", g.n, limit);
             break;
         }
         req->conv_fds.push_back(l.fd);
