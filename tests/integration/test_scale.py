@@ -5,6 +5,7 @@ by itself when the last one closes (not by its timeout)."""
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -110,6 +111,22 @@ def socket_inodes(pid):
     return out
 
 
+def watching(pid, inodes):
+    """How many of pid's epoll registrations wait to read from one of these sockets (by inode), from
+    /proc/PID/fdinfo: what the kernel will wake it for."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != "anon_inode:[eventpoll]":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                for m in re.finditer(r"^tfd:\s+\d+ events:\s+([0-9a-f]+) .* ino:([0-9a-f]+)", f.read(), re.M):
+                    n += int(m.group(1), 16) & select.EPOLLIN and int(m.group(2), 16) in inodes
+        except OSError:
+            continue
+    return n
+
+
 def soft_nofile(pid):
     with open("/proc/%d/limits" % pid) as f:
         return int(re.search(r"^Max open files\s+(\d+)", f.read(), re.M).group(1))
@@ -118,7 +135,9 @@ def soft_nofile(pid):
 def test_1000_listeners_handed_over(launch, load, forkhold):
     """1,000 listening sockets (127.0.0.1 and 127.0.X.Y, one port), the launcher started with the usual soft
     RLIMIT_NOFILE of 1024 (it must raise its own): gen 2 takes over every one of them, the same kernel
-    sockets, while a light load on a sample of them sees no failed connection."""
+    sockets, while a light load on a sample of them sees no failed connection. Gen 1's workers, registered
+    with EPOLLEXCLUSIVE and draining a held connection, stop watching every one of the 1,000 (a watcher that
+    does not accept takes the wake-up from gen 2)."""
     count = 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 4 * count:
@@ -127,7 +146,8 @@ def test_1000_listeners_handed_over(launch, load, forkhold):
     port = free_port()
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # what the launcher inherits
     try:
-        hr = launch([forkhold, "--port", str(port), "--workers", "2", "--listeners", str(count)])
+        hr = launch([forkhold, "--port", str(port), "--workers", "2", "--listeners", str(count), "--exclusive"],
+                    options=["--drain-timeout", "60"])
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     gen = hr.wait_ready(1)
@@ -135,11 +155,19 @@ def test_1000_listeners_handed_over(launch, load, forkhold):
     before = listening_inodes(port)
     assert len(before) == count
     assert soft_nofile(gen) == 1024  # gen 1 inherits no socket: the launcher's own limit, as started
+    with open("/proc/%d/task/%d/children" % (gen, gen)) as f:
+        workers = [int(w) for w in f.read().split()]
+    assert [watching(w, before) for w in workers] == [count, count]
+    held = hold(port, 1)
     loads = [load(port, host=h, threads=1, max_seconds=60) for h in (hosts[0], hosts[499], hosts[-1])]
     since = hr.mark()
     hr.signal(signal.SIGHUP)
     m = hr.wait_for(r"reload \d+: gen 2 \(pid (\d+)\) serving", since=since, timeout=30)
     gen = int(m.group(1))
+    wait_until(lambda: not any(watching(w, before) for w in workers), 10, "gen 1's workers to stop watching")
+    for host in hosts[-50:]:  # far beyond the first registrations of each worker
+        assert in_group(reply_pid(http_get(port, host=host, timeout=5)), gen), host
+    held[0][0].close()
     hr.wait_for(r"gen 1 gone$", since=since, timeout=30)
     # The same kernel sockets, all held by gen 2's main process; none bound afresh.
     assert listening_inodes(port) == before
