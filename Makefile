@@ -45,6 +45,7 @@ LAUNCHER_SRC := launcher/main.cc launcher/options.cc launcher/log.cc launcher/ge
                 launcher/verify.cc launcher/sdnotify.cc launcher/guards.cc launcher/listen.cc launcher/progkind.cc \
                 launcher/runas.cc launcher/seccomp.cc launcher/seccomp_accept.cc \
                 shim/protocol.cc shim/addr.cc shim/state.cc shim/elfkind.cc
+LAUNCHER_SRC += launcher/nofile.cc
 SHIM_OBJ     := $(patsubst %.cc,$(BUILD)/shimobj/%.o,$(SHIM_SRC))
 LAUNCHER_OBJ := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LAUNCHER_SRC))
 HEADERS      := $(wildcard shim/*.h launcher/*.h)

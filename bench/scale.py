@@ -2,9 +2,9 @@
 """Scale benchmarks: prints numbers, asserts nothing.
 
 1. listeners: K listening sockets (127.0.0.1 and 127.0.1.x, one port) handed over at each reload: handover
-   time against the program's own start-up, launcher memory and descriptors, the shim's memory in the
-   generation (its RSS against the same program started plainly). K is capped at the per-generation limit,
-   which is printed.
+   time against the program's own start-up, launcher memory (RSS, PSS) and descriptors, the shim's memory in
+   the generation (its RSS and PSS against the same program started plainly, and the library's own
+   mappings). K is capped at the per-generation limit (kMaxInherited, 1024), which is printed.
 2. connections: N live connections held by a 4-worker server across a reload, then closed by the client:
    launcher CPU while the old generation drains with them open, time from the client's last close to the
    drain being detected (the stop signal) and to the old generation being gone, launcher CPU in between,
@@ -104,6 +104,29 @@ def memory_kb(pid):
     return out.get("VmRSS", 0), out.get("VmHWM", 0)
 
 
+def pss_kb(pid):
+    """Proportional set size in kB (shared pages divided among the processes mapping them)."""
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        return int(re.search(r"^Pss:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def shim_mapped_kb(pid):
+    """(Rss, Pss) in kB of the mappings of libhotrestart.so itself in pid (its code and data, not the
+    anonymous tables it maps)."""
+    rss = pss = 0
+    mine = False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                mine = head[-1].endswith("/libhotrestart.so")
+            elif mine and head[0] == "Rss:":
+                rss += int(head[1])
+            elif mine and head[0] == "Pss:":
+                pss += int(head[1])
+    return rss, pss
+
+
 def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -196,7 +219,7 @@ def part_listeners(server):
         t0 = time.time()
         p, line = start_plain(argv)  # "forkhold: ... workers accepting ... at T": every socket listens, watched
         starts.append((float(line.split()[-1]) - t0) * 1000)
-        plain_rss = memory_kb(p.pid)[0]
+        plain_rss, plain_pss = memory_kb(p.pid)[0], pss_kb(p.pid)
         stop_plain(p)
     hr = Launcher(argv, OPTIONS)
     try:
@@ -219,7 +242,8 @@ def part_listeners(server):
                 except OSError:
                     failed += 1
         rss, hwm = memory_kb(hr.pid)
-        gen_rss = memory_kb(hr.gen_pids[gen])[0]
+        gen_rss, gen_pss = memory_kb(hr.gen_pids[gen])[0], pss_kb(hr.gen_pids[gen])
+        shim_rss, shim_pss = shim_mapped_kb(hr.gen_pids[gen])
         print("  program start-up on its own (%d sockets listening and watched): %.1f ms median"
               % (k, statistics.median(starts)))
         print("  SIGHUP -> new generation accepting on every socket: %.1f ms median of 5, %.1f max (launcher's \"ready "
@@ -227,9 +251,10 @@ def part_listeners(server):
                                                            statistics.median(launcher_ready),
                                                            statistics.median(ready) / statistics.median(starts)))
         print("  requests to each socket after each reload: %d, %d failed" % (5 * k, failed))
-        print("  launcher: %d descriptors, RSS %d kB (peak %d kB)" % (fds(hr.pid), rss, hwm))
-        print("  generation's main process: RSS %d kB; started plainly: %d kB (shim: %+d kB)"
-              % (gen_rss, plain_rss, gen_rss - plain_rss))
+        print("  launcher: %d descriptors, RSS %d kB (peak %d kB), PSS %d kB" % (fds(hr.pid), rss, hwm, pss_kb(hr.pid)))
+        print("  generation's main process: RSS %d kB, PSS %d kB; started plainly: RSS %d kB, PSS %d kB (shim: %+d kB "
+              "RSS, %+d kB PSS)" % (gen_rss, gen_pss, plain_rss, plain_pss, gen_rss - plain_rss, gen_pss - plain_pss))
+        print("  libhotrestart.so's own mappings in it: RSS %d kB, PSS %d kB" % (shim_rss, shim_pss))
         hr.stop(60)
     finally:
         hr.cleanup()

@@ -3,6 +3,7 @@
 // hotrestart verify [OPTIONS] [LAUNCHER OPTIONS] -- PROGRAM [ARGS...]
 #include "client.h"
 #include "log.h"
+#include "nofile.h"
 #include "options.h"
 #include "shimfile.h"
 #include "spawn.h"
@@ -63,6 +64,7 @@ int main(int argc, char **argv) {
         hr::spawn_set_workdir(opts.chdir);
     }
     hr::log_set_verbose(opts.verbose);
+    hr::nofile_raise();
     hr::Supervisor sup(opts, shim);
     return sup.run();
 }

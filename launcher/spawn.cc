@@ -1,5 +1,6 @@
 #include "spawn.h"
 
+#include "nofile.h"
 #include "seccomp.h"
 
 #include <errno.h>
@@ -165,6 +166,7 @@ SpawnResult fork_exec(const SpawnRequest &req, char *const *argv, char *const *e
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() != launcher) _exit(kExitLauncherError);
         }
+        nofile_restore(int(req.conv_fds.size())); // the sockets are in place: the program's own limit
         sigaction(SIGPIPE, &req.sigpipe, nullptr);
         sigprocmask(SIG_SETMASK, &req.sigmask, nullptr);
         if (!workdir || chdir(workdir) == 0) execvpe(argv[0], argv, envp);

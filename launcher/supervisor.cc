@@ -4,6 +4,7 @@
 #include "kernelscan.h"
 #include "listen.h"
 #include "log.h"
+#include "nofile.h"
 #include "notify.h"
 #include "pidfile.h"
 #include "procs.h"
@@ -231,9 +232,14 @@ void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
             req->env.push_back(v);
     for (const auto &name : registry_.drop_unusable()) logf("warning: dropped %s: no longer a listening socket", name.c_str());
     std::vector<ConventionSocket> conv;
-    for (const auto &l : registry_.all()) {
-        if (req->conv_fds.size() == size_t(kMaxInherited)) {
-            logf("warning: gen %d inherits only the first %d listening sockets", g.n, kMaxInherited);
+    const auto &all = registry_.all();
+    int limit = int(all.size()) < kMaxInherited ? int(all.size()) : kMaxInherited;
+    std::string why;
+    if (limit > 0) limit = nofile_fit(limit, nofile_max_fd(), &why);
+    if (!why.empty()) logf("error: gen %d: %s", g.n, why.c_str());
+    for (const auto &l : all) {
+        if (req->conv_fds.size() == size_t(limit)) {
+            logf("warning: gen %d inherits only the first %d listening sockets", g.n, limit);
             break;
         }
         req->conv_fds.push_back(l.fd);
@@ -516,7 +522,7 @@ void Supervisor::fire(Gen &g, GenEvent e) {
         // Inherited sockets it did not take over (a dropped port): its processes close their copies
         // now; the launcher closes its own once the reload completes.
         for (size_t i = 0; i < g.claimed.size(); ++i)
-            if (!g.claimed[i] && g.shm) g.shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
+            if (!g.claimed[i] && g.shm) shared_release(g.shm, int(i));
         Gen *old = serving_;
         serving_ = &g;
         if (next_ == &g) next_ = nullptr;
@@ -1397,7 +1403,7 @@ void Supervisor::after_step() {
             // The serving generation still holds the copy it inherited: tell it to close it.
             for (size_t i = 0; i < serving_->passed.size(); ++i)
                 if (serving_->passed[i] == l.id && serving_->shm)
-                    serving_->shm->released.fetch_or(uint64_t(1) << i, std::memory_order_seq_cst);
+                    shared_release(serving_->shm, int(i));
         }
     }
     if (reload_pending_) {

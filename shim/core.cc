@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <new>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 
 namespace hr {
 
+ShimTables g_tables;
 Shim g;
 
 ErrnoGuard::ErrnoGuard() : saved(errno) {}
@@ -185,7 +187,7 @@ Wait wait_readable(int fd, bool draining) {
                 if (g.acct.standby()) continue;         // standing by: no slice to report
                 return W_SLICE;
             }
-            if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
+            if (g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
             continue;
         }
         if (!sliced && p[local].revents) {
@@ -215,10 +217,10 @@ int wait_outcome(Wait w, int fd, bool draining_accept) {
 
 void close_released() {
     ErrnoGuard keep;
-    uint64_t want = g.acct.shared->released.load(std::memory_order_acquire);
-    uint64_t done = g.released_done.exchange(want);
+    uint32_t seq = g.acct.shared->released_seq.load(std::memory_order_acquire);
+    if (g.released_done.exchange(seq) == seq) return;
     for (int i = 0; i < g.ninherited; ++i) {
-        if (!((want & ~done) >> i & 1) || g.inherited[i].claimed.load()) continue;
+        if (g.inherited[i].claimed.load() || !shared_released(g.acct.shared, i)) continue;
         int expected = 0;
         if (!g.inherited[i].claimed.compare_exchange_strong(expected, 1)) continue;
         int fd = g.inherited[i].fd.exchange(-1);
@@ -230,6 +232,9 @@ void close_released() {
 
 bool is_shared_unix_path(const char *path, bool unclaimed_only) {
     if (!path || !g.active.load(std::memory_order_acquire)) return false;
+    // Every shared unix socket with a path, inherited ones included, is in unix_paths: none, nothing to scan
+    // (a connect() to a unix path must not cost a walk over a thousand inherited TCP sockets).
+    if (__atomic_load_n(&g.nunix, __ATOMIC_ACQUIRE) == 0) return false;
     if (unclaimed_only) {
         for (int i = 0; i < g.ninherited; ++i) {
             const SockKey &k = g.inherited[i].key;
@@ -400,7 +405,7 @@ void after_fork_child() {
     g.acct.claim_slot(int32_t(getpid()));
     g.accepting.store(false);
     g.idle_hinted.store(false);
-    if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
+    if (g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
     // The parent's wake-up is not ours: shutting a socket down there must not wake us, nor the reverse.
     int old = g.local_wake.exchange(-1);
     if (old >= 0) {
@@ -444,7 +449,6 @@ void activate(Config cfg) {
     Shared *shared = nullptr;
     if (!bad) bad = map_shared(cfg.shm, &shared);
     if (shared) take_exec_state(shared, &cfg);
-    SockKey keys[kMaxInherited];
     for (int i = 0; !bad && i < cfg.nown; ++i) {
         SockKey k;
         bad = probe_socket(cfg.own[i], &k);
@@ -456,10 +460,20 @@ void activate(Config cfg) {
     }
     // An inherited socket that is not what it should be is set aside (never adopted, so the program's
     // bind() is a real one); it does not disable hot restart for the others.
+    // They are probed straight into the table of inherited sockets, as long as this generation's list
+    // (none: nothing mapped), kept off the stack: a thousand keys are 150 kB.
+    Inherited *inherited = nullptr;
+    if (!bad && cfg.nfds > 0) {
+        void *t = mmap(nullptr, sizeof(Inherited) * size_t(cfg.nfds), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (t == MAP_FAILED) bad = "cannot map the table of inherited sockets";
+        else inherited = static_cast<Inherited *>(t);
+        for (int i = 0; inherited && i < cfg.nfds; ++i) new (&inherited[i]) Inherited;
+    }
     bool unusable[kMaxInherited] = {};
     for (int i = 0; !bad && i < cfg.nfds; ++i) {
         if (cfg.fds[i] < 0) continue;
-        if (const char *why_not = probe_socket(cfg.fds[i], &keys[i])) {
+        if (const char *why_not = probe_socket(cfg.fds[i], &inherited[i].key)) {
             log_line("warning", "inherited fd %d ignored: %s", cfg.fds[i], why_not);
             unusable[i] = true;
         }
@@ -478,6 +492,7 @@ void activate(Config cfg) {
     if (bad) {
         log_line("warning", "hot restart disabled: %s", bad);
         if (shared) munmap(shared, kSharedSize);
+        if (inherited) munmap(inherited, sizeof(Inherited) * size_t(cfg.nfds));
         // Pass-through: the private descriptors are closed (close-on-exec from the start, they never
         // reached anything else), and the inherited sockets do not reach programs this one starts.
         const int mine[] = {cfg.ctl, cfg.wake, cfg.shm};
@@ -499,6 +514,7 @@ void activate(Config cfg) {
     g.table.set(g.ctl.load(), FD_PRIVATE);
     g.table.set(g.wake.load(), FD_PRIVATE);
     g.table.set(g.shm.load(), FD_PRIVATE);
+    g.inherited = inherited;
     g.ninherited = cfg.nfds;
     for (int i = 0; i < cfg.nfds; ++i) {
         Inherited &in = g.inherited[i];
@@ -510,7 +526,6 @@ void activate(Config cfg) {
             if (cfg.fds[i] >= 0) real_close(cfg.fds[i]);
             continue;
         }
-        in.key = keys[i];
         add_shared_unix_path(in.key);
         int nfd = relocate(cfg.fds[i]);
         in.fd.store(nfd);

@@ -21,6 +21,15 @@ struct Inherited {
     SockKey key;                 // read from the kernel at start-up
 };
 
+// The tables that grow with kMaxInherited, all zero at start: in .bss, where pages never touched cost
+// nothing, rather than in the library's .data with the rest of g (which has non-zero initial values).
+struct ShimTables {
+    char unix_paths[kMaxInherited][108] = {};
+    SockKey shared_keys[kMaxInherited] = {};
+    int shared_key_pid[kMaxInherited] = {};
+};
+extern ShimTables g_tables;
+
 // Must stay constant-initialised (every member initialised, no user constructor): a dynamic initialiser
 // could run after the shim's constructor and wipe the state it set up. The Makefile checks the object
 // file has no dynamic initialiser.
@@ -30,22 +39,22 @@ struct Shim {
     FdTable table;
     Accounting acct;
     int ninherited = 0;
-    Inherited inherited[kMaxInherited];
+    Inherited *inherited = nullptr; // ninherited entries, mapped at start-up (up to kMaxInherited: keep it off .data)
     std::atomic<int> ctl{-1};  // relocated numbers of the private descriptors
     std::atomic<int> wake{-1};
     std::atomic<int> shm{-1};
     std::atomic<int> local_wake{-1}; // this process's own eventfd: shutdown()/close() of a shared socket
     int nunix = 0;                   // unix paths of shared sockets (never unlinked by the program)
-    char unix_paths[kMaxInherited][108] = {};
+    char (*unix_paths)[108] = g_tables.unix_paths;
     char self_path[4096] = {}; // this library's path (for LD_PRELOAD across an exec), set at start-up
     std::atomic<bool> accepting{false}; // MSG_ACCEPTING sent by this process
     std::atomic<bool> idle_hinted{false}; // a refused reservation already sent its one MSG_IDLE
     std::atomic<int> owner_pid{0};   // the process this state belongs to (see owner())
-    std::atomic<uint64_t> released_done{0}; // bits of Shared::released this process has acted on
+    std::atomic<uint32_t> released_done{0}; // the Shared::released_seq this process has acted on
     std::atomic<int> unreported{0};  // adopted stream sockets not yet reported claimed (see report_adopted())
     int nshared_keys = 0;            // addresses of the sockets this process registered (see remember_key())
-    SockKey shared_keys[kMaxInherited] = {};
-    int shared_key_pid[kMaxInherited] = {}; // the process that registered it
+    SockKey *shared_keys = g_tables.shared_keys;
+    int *shared_key_pid = g_tables.shared_key_pid; // the process that registered it
     char instance_locks[2048] = {};  // HOTRESTART_INSTANCE_LOCKS: --instance-lock paths, one per line
 };
 extern Shim g;
@@ -80,7 +89,7 @@ inline void note_accepting() {
     if (g.unreported.load(std::memory_order_relaxed) > 0) report_adopted();
     if (!g.accepting.load(std::memory_order_relaxed) && !g.accepting.exchange(true))
         send_msg(MSG_ACCEPTING, 0, 0, nullptr, 0, -1);
-    if (g.acct.shared && g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed))
+    if (g.acct.shared && g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed))
         close_released();
 }
 

@@ -43,8 +43,16 @@ constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDNORM | EPOLLRDBAND | EPOLLPRI;
 constexpr uint32_t kWriteEvents = EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
 // The data of the hidden registration of the wake eventfd ("hrwake" + 0x5eed): never shown to the program.
 constexpr uint64_t kHiddenData = 0x6872'7761'6b65'5eedULL;
-constexpr int kMaxRegs = 256;
+// Every inherited socket in two epoll sets. Slots [0, regs_used) may be or have been taken: the scans stop
+// there, so they cost what the process registered, not what the table could hold.
+constexpr int kMaxRegs = 2 * kMaxInherited;
 EpReg regs[kMaxRegs];
+std::atomic<int> regs_used{0};
+struct InUse {
+    EpReg *begin() const { return regs; }
+    EpReg *end() const { return regs + regs_used.load(std::memory_order_acquire); }
+};
+inline InUse in_use() { return {}; }
 // Registrations of this process currently taken out by the shim: while zero, a wait outside a drain
 // costs one relaxed load more.
 std::atomic<int> detached{0};
@@ -90,7 +98,7 @@ inline bool shared_kind(int fd) {
 }
 
 EpReg *find(int epfd, int fd) {
-    for (auto &r : regs)
+    for (auto &r : in_use())
         if (r.epfd.load(std::memory_order_acquire) == epfd && r.fd.load(std::memory_order_acquire) == fd) return &r;
     return nullptr;
 }
@@ -101,6 +109,10 @@ void remember(int epfd, int fd, uint64_t data, uint32_t events) {
         for (auto &e : regs) {
             int expected = -1;
             if (e.epfd.compare_exchange_strong(expected, -2)) { // reserve, then publish
+                const int upto = int(&e - regs) + 1;
+                int u = regs_used.load();
+                while (u < upto && !regs_used.compare_exchange_weak(u, upto)) {
+                }
                 e.fd.store(fd);
                 e.removed.store(0);
                 e.plain.store(0);
@@ -129,7 +141,7 @@ void forget(EpReg *r) {
 // Takes the shared sockets' read interest out of epoll set epfd (once): a registration that also waits
 // for writing (a UDP server's reply) keeps that part, the others are removed.
 void detach(int epfd) {
-    for (auto &r : regs) {
+    for (auto &r : in_use()) {
         if (r.epfd.load(std::memory_order_acquire) != epfd || r.removed.load()) continue;
         int expected = 0;
         if (!r.removed.compare_exchange_strong(expected, 1)) continue;
@@ -152,7 +164,7 @@ void detach(int epfd) {
 
 // The drain was called off: puts back what detach() took out of epoll set epfd.
 void reattach(int epfd) {
-    for (auto &r : regs) {
+    for (auto &r : in_use()) {
         if (r.epfd.load(std::memory_order_acquire) != epfd) continue;
         int expected = 1;
         if (!r.removed.compare_exchange_strong(expected, 0)) continue;
@@ -179,7 +191,7 @@ void reattach(int epfd) {
 // The wake eventfd fired in epfd (a drain is about to begin): its exclusive shared registrations go in
 // without the flag, and the hidden registration out (it stays readable until a resume).
 void unexclusive(int epfd) {
-    for (auto &r : regs) {
+    for (auto &r : in_use()) {
         if (r.epfd.load(std::memory_order_acquire) != epfd || r.removed.load() || !exclusive(r.events.load())) continue;
         if (r.plain.exchange(1)) continue;
         plained.fetch_add(1);
@@ -194,7 +206,7 @@ void reexclusive(int epfd) {
     pollfd p = {g.wake.load(std::memory_order_acquire), POLLIN, 0};
     if (p.fd < 0 || real_poll(&p, 1, 0) != 0) return;
     bool any = false;
-    for (auto &r : regs) {
+    for (auto &r : in_use()) {
         if (r.epfd.load(std::memory_order_acquire) != epfd || r.removed.load()) continue;
         if (!r.plain.exchange(0)) continue;
         plained.fetch_sub(1);
@@ -219,7 +231,7 @@ int drop_hidden(epoll_event *events, int n, bool *seen) {
 }
 
 bool has_registrations(int epfd) {
-    for (auto &r : regs)
+    for (auto &r : in_use())
         if (r.epfd.load(std::memory_order_acquire) == epfd && (r.events.load() & kReadEvents)) return true;
     return false;
 }
@@ -228,7 +240,7 @@ bool has_registrations(int epfd) {
 int filter(int epfd, epoll_event *events, int n) {
     int out = 0;
     for (int i = 0; i < n; ++i) {
-        for (auto &r : regs) {
+        for (auto &r : in_use()) {
             if (r.epfd.load(std::memory_order_acquire) == epfd && r.removed.load() && r.data.load() == events[i].data.u64) {
                 events[i].events &= ~kReadEvents;
                 break;
@@ -246,7 +258,7 @@ int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
     // only a pending release costs anything (two relaxed loads per call on the hot path).
     if (!g.accepting.load(std::memory_order_relaxed)) {
         if (has_registrations(epfd)) note_accepting();
-    } else if (g.acct.shared->released.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed)) {
+    } else if (g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed)) {
         close_released();
     }
     for (;;) {
@@ -292,7 +304,7 @@ inline bool watching() { return g.acct.shared != nullptr && g.active.load(std::m
 
 void epoll_forget_fd(int fd) {
     const int self = int(getpid());
-    for (auto &r : regs) {
+    for (auto &r : in_use()) {
         if (r.fd.load(std::memory_order_acquire) != fd || r.epfd.load() < 0) continue;
         // Only the process that registered it removes it: a forked child closing its copy of the
         // listener (redis' BGSAVE child) shares the epoll set with its parent but must not empty it.

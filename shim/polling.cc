@@ -38,7 +38,7 @@ void note_if_watching(const pollfd *fds, nfds_t n) {
 // A draining process no longer reads from shared sockets: their read interest is taken out of the array
 // for the call (writing, e.g. a UDP reply, still works) and put back after. saved holds what was removed.
 struct Hidden {
-    nfds_t index[kMaxInherited * 2];
+    uint32_t index[kMaxInherited * 2]; // on the stack of a draining wait: 12 kB with kMaxInherited = 1024
     short events[kMaxInherited * 2];
     int n = 0;
 };
@@ -46,7 +46,7 @@ struct Hidden {
 void hide_reads(pollfd *fds, nfds_t n, Hidden *h) {
     for (nfds_t i = 0; i < n && h->n < int(sizeof h->index / sizeof h->index[0]); ++i) {
         if (fds[i].fd < 0 || !(fds[i].events & kReadBits) || !is_listener(fds[i].fd)) continue;
-        h->index[h->n] = i;
+        h->index[h->n] = uint32_t(i);
         h->events[h->n++] = fds[i].events;
         fds[i].events &= short(~kReadBits);
     }

@@ -110,8 +110,8 @@ bool config_decode(const char *text, Config *out, char *err, size_t errlen) {
         set_err(err, errlen, "unknown protocol version");
         return false;
     }
-    size_t total = strnlen(text, 4096);
-    if (total == 4096) {
+    size_t total = strnlen(text, kExecStateLen);
+    if (total == kExecStateLen) {
         set_err(err, errlen, "too long");
         return false;
     }

@@ -1,4 +1,4 @@
-// The one protocol between the launcher and the shim (version 2: the Shared layout below).
+// The one protocol between the launcher and the shim (version 3: the Shared layout below).
 //
 // Each generation has three private descriptors:
 //   ctl   one end of an AF_UNIX SOCK_SEQPACKET socketpair; the shim sends Msg records on it
@@ -33,10 +33,17 @@
 
 namespace hr {
 
-constexpr size_t kExecStateLen = 4096; // Shared::exec_state; also the longest configuration text
-constexpr int kProtocolVersion = 2;
-constexpr int kMaxInherited = 64;     // sockets passed to one generation
+constexpr int kProtocolVersion = 3;
+// Sockets passed to one generation. 1024: the most a program can hold under the default soft RLIMIT_NOFILE
+// (1024) and select()'s FD_SETSIZE, so any server that runs plainly with its defaults fits. What grows with it
+// is only touched when sockets change hands (start-up, bind, an exec, a release), never on the path of a
+// descriptor the shim does not track: the configuration text (kExecStateLen), Shared::released (one bit
+// each), the shim's table of inherited sockets (mapped at start-up, as large as the generation's list).
+constexpr int kMaxInherited = 1024;
 constexpr int kMaxFdNumber = 1 << 20; // largest descriptor number the protocol accepts
+// Shared::exec_state; also the longest configuration text: its fixed fields, then at most 8 characters per
+// inherited socket ("1048575,") and 9 per own socket ("1048575L,").
+constexpr size_t kExecStateLen = 256 + 8 * kMaxInherited + 9 * kMaxInherited;
 constexpr int kSlots = 4096;          // processes of one generation that can account connections
 constexpr size_t kCacheLine = 64;
 constexpr uint32_t kMagic = 0x48525354; // "HRST"
@@ -124,9 +131,12 @@ struct Shared {
     std::atomic<uint32_t> draining; // kAccepting, kDraining, kStandby
     std::atomic<uint32_t> slotless; // some process had no slot: it counts in `conns`
     std::atomic<int32_t> slots_used; // slots [0, slots_used) may be or have been taken (set at fork, not per connection)
+    // Bumped by the launcher after it set bits of `released`: a process compares it with the last value it
+    // acted on (one load, whatever the number of sockets), and only then looks at the bits.
+    std::atomic<uint32_t> released_seq;
     // Bit i set by the launcher: inherited socket i was released (no generation claimed it); processes of
     // the generation close their unclaimed copy at their next accept/wait/fork.
-    std::atomic<uint64_t> released;
+    std::atomic<uint64_t> released[kMaxInherited / 64];
     // Live accepted connections (fds) of the processes that found no free slot; shared by all of them.
     alignas(kCacheLine) std::atomic<int32_t> conns;
     struct alignas(kCacheLine) Slot {
@@ -149,8 +159,17 @@ struct Shared {
 static_assert(sizeof(Shared::Slot) == kCacheLine, "one slot per cache line");
 static_assert(std::atomic<int32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "cross-process atomics must be lock-free");
-static_assert(kMaxInherited <= 64, "Shared::released has one bit per inherited socket");
+static_assert(kMaxInherited % 64 == 0, "Shared::released has one bit per inherited socket");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "cross-process atomics must be lock-free");
 constexpr size_t kSharedSize = (sizeof(Shared) + 4095) & ~size_t(4095);
+
+// The launcher releases inherited socket i of a generation (see Shared::released).
+inline void shared_release(Shared *s, int i) {
+    s->released[i / 64].fetch_or(uint64_t(1) << (i % 64), std::memory_order_seq_cst);
+    s->released_seq.fetch_add(1, std::memory_order_seq_cst);
+}
+inline bool shared_released(const Shared *s, int i) {
+    return s->released[i / 64].load(std::memory_order_acquire) >> (i % 64) & 1;
+}
 
 } // namespace hr

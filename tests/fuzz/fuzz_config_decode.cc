@@ -26,7 +26,7 @@ bool same(const Config &a, const Config &b) {
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size > 8192) return 0;
+    if (size > 2 * kExecStateLen) return 0;
     char *text = static_cast<char *>(malloc(size + 1));
     memcpy(text, data, size);
     text[size] = '\0';
@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool ok = config_decode(text, &c, err, sizeof err);
     if (!memchr(err, '\0', sizeof err)) abort();
     if (ok) {
-        char buf[4096];
+        static char buf[kExecStateLen];
         int n = config_encode(c, buf, sizeof buf);
         if (n < 0 || size_t(n) != strlen(buf)) abort();
         Config again;

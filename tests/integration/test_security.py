@@ -19,7 +19,7 @@ from conftest import LAUNCHER, PYTHON, free_port, http_get, line_time, server_ar
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")
-MAX_PER_GENERATION = 64  # kMaxPerGeneration, launcher/registry.h
+MAX_PER_GENERATION = 1024  # kMaxPerGeneration, launcher/registry.h
 WARNINGS_SHOWN = 5       # WarnLimit::kShown, launcher/ctlmsg.h
 
 
@@ -107,9 +107,9 @@ def test_record_from_outside_the_generation_is_rejected(launch):
 
 
 def test_registration_flood_is_bounded(launch):
-    """A program listening on 300 sockets: the launcher keeps the first 64, closes every other descriptor it
-    receives at once, and logs 5 warnings then only counts (the count comes out when the generation ends)."""
-    count = 300
+    """A program listening on 1,100 sockets: the launcher keeps the first 1,024, closes every other descriptor
+    it receives at once, and logs 5 warnings then only counts (the count comes out when the generation ends)."""
+    count = 1100
     port = free_port()
     hr = launch(py("manylisteners.py", "--port", port, "--count", count))
     hr.wait_ready(1)
@@ -120,8 +120,8 @@ def test_registration_flood_is_bounded(launch):
                          r"sockets as it may", log)
     assert len(refused) == WARNINGS_SHOWN, log
     assert "only counted" in log
-    # The 64 kept, both ends of its control socket (the launcher keeps the generation's end for the
-    # rendezvous), the rendezvous (and one to spare): nothing of the other 237.
+    # The 1,024 kept, both ends of its control socket (the launcher keeps the generation's end for the
+    # rendezvous), the rendezvous (and one to spare): nothing of the other 77.
     assert socket_fds(hr.pid) <= MAX_PER_GENERATION + 4, os.listdir("/proc/%d/fd" % hr.pid)
     assert hr.stop() == 0
     hr.wait_for(r"warning: gen 1: %d more warnings not logged" % (count + 1 - MAX_PER_GENERATION - WARNINGS_SHOWN),

@@ -142,14 +142,28 @@ void test_roundtrip_max_fds(void **) {
     c.verbose = 9;
     c.nfds = hr::kMaxInherited;
     for (int i = 0; i < c.nfds; ++i) c.fds[i] = (i % 5 == 4) ? -1 : hr::kMaxFdNumber - i;
-    char buf[2048];
+    static char buf[hr::kExecStateLen];
     int n = hr::config_encode(c, buf, sizeof buf);
     assert_true(n > 0);
     assert_int_equal(size_t(n), strlen(buf));
     Config d;
     expect_accept(buf, &d);
     assert_config_equal(d, c);
-    assert_int_equal(d.nfds, 64);
+    assert_int_equal(d.nfds, 1024);
+    // The longest text there is: every socket listed with the longest numbers, as many own ones after an
+    // exec. It fits Shared::exec_state.
+    for (int i = 0; i < c.nfds; ++i) c.fds[i] = hr::kMaxFdNumber - i;
+    c.nown = hr::kMaxInherited;
+    for (int i = 0; i < c.nown; ++i) {
+        c.own[i] = hr::kMaxFdNumber - hr::kMaxInherited - i;
+        c.own_kind[i] = 'L';
+    }
+    n = hr::config_encode(c, buf, sizeof buf);
+    assert_true(n > 0);
+    Config e;
+    expect_accept(buf, &e);
+    assert_int_equal(e.nown, 1024);
+    assert_int_equal(e.own[1023], c.own[1023]);
 }
 
 void test_encode_too_small_buffer(void **) {
@@ -263,18 +277,18 @@ void test_reject_trailing_separators(void **) {
 }
 
 void test_reject_too_many_fds(void **) {
-    char fds[1024];
+    static char fds[hr::kExecStateLen];
     size_t pos = 0;
     for (int i = 0; i < hr::kMaxInherited; ++i) pos += size_t(snprintf(fds + pos, sizeof fds - pos, "%s%d", i ? "," : "", 100 + i));
-    char buf[2048];
+    static char buf[hr::kExecStateLen];
     with_field(buf, sizeof buf, "fds", fds);
     Config c;
-    expect_accept(buf, &c); // 64: the maximum
-    assert_int_equal(c.nfds, 64);
+    expect_accept(buf, &c); // 1024: the maximum
+    assert_int_equal(c.nfds, 1024);
     snprintf(fds + pos, sizeof fds - pos, ",%d", 100 + hr::kMaxInherited);
     with_field(buf, sizeof buf, "fds", fds);
-    expect_reject(buf); // 65
-    // 65 with the extra one a "-" placeholder: still too many.
+    expect_reject(buf); // 1025
+    // 1025 with the extra one a "-" placeholder: still too many.
     snprintf(fds + pos, sizeof fds - pos, ",-");
     with_field(buf, sizeof buf, "fds", fds);
     expect_reject(buf);
@@ -296,22 +310,23 @@ void test_reject_descriptor_twice(void **) {
 }
 
 void test_reject_overlong(void **) {
-    // kValid followed by a long run of digits: 5000 characters in all.
-    static char buf[5001];
+    // kValid followed by a long run of digits: kExecStateLen + 1000 characters in all.
+    static char buf[hr::kExecStateLen + 1001];
     int n = snprintf(buf, sizeof buf, "%s", kValid);
     memset(buf + n, '1', sizeof buf - 1 - size_t(n));
     buf[sizeof buf - 1] = '\0';
-    assert_int_equal(strlen(buf), 5000);
+    assert_int_equal(strlen(buf), hr::kExecStateLen + 1000);
     expect_reject(buf);
     char err[64];
     Config c;
     assert_false(hr::config_decode(buf, &c, err, sizeof err));
     assert_string_equal(err, "too long");
-    // The limit is 4095 characters: 4096 is "too long", 4095 is parsed (and rejected for its content).
-    buf[4096] = '\0';
+    // The limit is kExecStateLen - 1 characters: one more is "too long", that many is parsed (and rejected for
+    // its content).
+    buf[hr::kExecStateLen] = '\0';
     assert_false(hr::config_decode(buf, &c, err, sizeof err));
     assert_string_equal(err, "too long");
-    buf[4095] = '\0';
+    buf[hr::kExecStateLen - 1] = '\0';
     assert_false(hr::config_decode(buf, &c, err, sizeof err));
     assert_string_not_equal(err, "too long");
 }

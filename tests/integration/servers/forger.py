@@ -31,7 +31,7 @@ import srvlib  # noqa: E402
 PROG = "forger"
 # struct Msg of shim/protocol.h: magic, version, type, pid, arg, err, addrlen, sockaddr_storage (152 bytes).
 MSG = struct.Struct("<IHHiiiI128s")
-MAGIC, VERSION = 0x48525354, 2  # kMagic, kProtocolVersion
+MAGIC, VERSION = 0x48525354, 3  # kMagic, kProtocolVersion
 MSG_HELLO, MSG_REGISTER, MSG_BINDFAIL = 1, 3, 5
 SYS_LISTEN = {"x86_64": 50, "aarch64": 201}[platform.machine()]
 

@@ -10,6 +10,7 @@ Logs "manylisteners: pid=<pid> listening on N+1 sockets". Replies (HTTP/1.0): "p
 """
 import argparse
 import os
+import resource
 import socket
 import sys
 
@@ -25,6 +26,11 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--count", type=int, required=True)
     args = ap.parse_args()
+    # As a server with that many sockets would: a soft descriptor limit that holds them all.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = args.count + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
     # First: a stop signal that comes as soon as the launcher sees the socket must wait for sigwait().
     srvlib.block_stop_signals()
     ls = srvlib.tcp_listener(args.port)

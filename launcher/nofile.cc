@@ -1,0 +1,68 @@
+#include "nofile.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+namespace hr {
+namespace {
+
+rlimit g_original{RLIM_INFINITY, RLIM_INFINITY};
+bool g_known = false;
+
+// What a child given n sockets needs: they land at 3..n+2, after each was first copied above both them
+// and everything the launcher holds (spawn.cc, place_conventional), plus the error pipe and a few passed
+// descriptors moved out of their way.
+long needed(int n, int maxfd) {
+    long base = (maxfd > n + 2 ? maxfd : n + 2) + 1;
+    return base + n + 8;
+}
+
+} // namespace
+
+void nofile_raise() {
+    rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    g_original = rl;
+    g_known = true;
+    if (rl.rlim_cur == rl.rlim_max) return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+int nofile_fit(int want, int maxfd, std::string *why) {
+    rlimit rl;
+    if (want <= 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return want;
+    if (needed(want, maxfd) <= long(rl.rlim_cur)) return want;
+    int fit = want;
+    while (fit > 0 && needed(fit, maxfd) > long(rl.rlim_cur)) --fit;
+    *why = "handing over " + std::to_string(want) + " listening sockets needs RLIMIT_NOFILE >= " +
+           std::to_string(needed(want, maxfd)) + ", the hard limit is " + std::to_string(rl.rlim_max) +
+           ": raise it (ulimit -Hn, LimitNOFILE= for a service)";
+    return fit;
+}
+
+int nofile_max_fd() {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int top = -1;
+    while (dirent *e = readdir(d)) {
+        char *end;
+        long v = strtol(e->d_name, &end, 10);
+        if (end != e->d_name && *end == '\0' && v > top) top = int(v);
+    }
+    closedir(d);
+    return top;
+}
+
+void nofile_restore(int inherited) {
+    if (!g_known) return;
+    rlimit rl = g_original;
+    if (rl.rlim_cur != RLIM_INFINITY && inherited > 0) {
+        rl.rlim_cur += rlim_t(inherited);
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+    }
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+} // namespace hr
