@@ -200,7 +200,10 @@ AddResult Registry::add_given(int fd, const std::string &fdname, bool keep_file)
 
 void Registry::mark_used(uint64_t id, int gen) {
     for (auto &e : items_)
-        if (e.id == id) e.users.insert(gen);
+        if (e.id == id) {
+            e.users.insert(gen); // ids are unique
+            return;
+        }
 }
 
 void Registry::drop_user(int gen) {

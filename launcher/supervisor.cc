@@ -248,6 +248,7 @@ void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
     }
     for (const auto &v : convention_env(conv)) req->env.push_back(v);
     g.claimed.assign(g.passed.size(), false);
+    g.nclaimed = 0;
     g.started_ms = now_ms();
     g.started_wall_ms = realtime_ms();
 }
@@ -281,6 +282,7 @@ Gen *Supervisor::start_shimless(std::unique_ptr<Gen> g) {
     } else {
         // Nothing reports its sockets taken over: they are its from the start.
         g->claimed.assign(g->passed.size(), true);
+        g->nclaimed = g->passed.size();
         for (uint64_t id : g->passed) registry_.mark_used(id, g->n);
     }
     SpawnResult r = spawn_generation(req);
@@ -689,8 +691,7 @@ void Supervisor::check_ready(Gen &g) {
     }
     if (!g.listen_ok_ms) {
         if (!g.hello) return;
-        size_t claimed = 0;
-        for (bool c : g.claimed) claimed += c;
+        const size_t claimed = g.nclaimed; // counted as they come: a thousand sockets, a thousand messages
         if (claimed + size_t(g.registered) == 0) return;
         // Sockets it opened itself count once it accepts or waits on one: a socket it listened on and
         // closed again at once (a probe of a free port) must not make it ready before its real listener.
@@ -778,6 +779,7 @@ void Supervisor::on_ctl(Gen &g, int &fd, bool hangup) {
         case MSG_CLAIMED:
             if (size_t(m.arg) < g.passed.size() && !g.claimed[size_t(m.arg)]) {
                 g.claimed[size_t(m.arg)] = true;
+                ++g.nclaimed;
                 registry_.mark_used(g.passed[size_t(m.arg)], g.n);
                 const Listener *l = registry_.find(g.passed[size_t(m.arg)]);
                 debugf("gen %d took over %s", g.n, l ? l->name.c_str() : "?");
@@ -906,6 +908,7 @@ void Supervisor::on_seccomp(Gen &g) {
             debugf("gen %d (pid %d): bind answered with %s", g.n, int(o.pid), l ? l->name.c_str() : "?");
             if (o.dgram && at < g.passed.size() && !g.claimed[at]) {
                 g.claimed[at] = true;
+                ++g.nclaimed;
                 check_ready(g);
             }
             break;
@@ -913,6 +916,7 @@ void Supervisor::on_seccomp(Gen &g) {
             registry_.mark_used(o.id, g.n);
             if (at < g.passed.size() && !g.claimed[at]) {
                 g.claimed[at] = true;
+                ++g.nclaimed;
                 debugf("gen %d took over %s", g.n, l ? l->name.c_str() : "?");
             }
             g.accepting = true;

@@ -59,6 +59,7 @@ struct Gen {
     Shared *shm = nullptr;
     std::vector<uint64_t> passed; // registry ids handed to this generation, in order
     std::vector<bool> claimed;
+    size_t nclaimed = 0; // how many of claimed are true
     bool hello = false;
     bool accepting = false; // some process accepts or waits for connections on a shared socket
     int registered = 0;     // sockets this generation listened on itself

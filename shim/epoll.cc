@@ -103,11 +103,13 @@ EpReg *find(int epfd, int fd) {
     return nullptr;
 }
 
-void remember(int epfd, int fd, uint64_t data, uint32_t events) {
-    EpReg *r = find(epfd, fd);
+// r: find(epfd, fd) as the caller found it (nullptr: none).
+void remember(EpReg *r, int epfd, int fd, uint64_t data, uint32_t events) {
     if (!r) {
         for (auto &e : regs) {
             int expected = -1;
+            // A plain load first: a thousand registrations must not cost a thousand locked operations each.
+            if (e.epfd.load(std::memory_order_relaxed) != -1) continue;
             if (e.epfd.compare_exchange_strong(expected, -2)) { // reserve, then publish
                 const int upto = int(&e - regs) + 1;
                 int u = regs_used.load();
@@ -347,7 +349,7 @@ int policy_epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
         if (op == EPOLL_CTL_DEL) {
             if (r) forget(r);
         } else if (ev) {
-            remember(epfd, fd, ev->data.u64, ev->events);
+            remember(r, epfd, fd, ev->data.u64, ev->events); // r: found above (an ADD the kernel took had none)
             if (op == EPOLL_CTL_ADD && exclusive(ev->events)) add_hidden(epfd);
         }
     }
