@@ -4,6 +4,8 @@
 // these calls no longer watch listeners, exactly as if they were idle. Before a drain the only cost is
 // one atomic load of the drain flag.
 #include "core.h"
+
+#include <alloca.h>
 #include "libc.h"
 
 #include <errno.h>
@@ -36,15 +38,24 @@ void note_if_watching(const pollfd *fds, nfds_t n) {
 }
 
 // A draining process no longer reads from shared sockets: their read interest is taken out of the array
-// for the call (writing, e.g. a UDP reply, still works) and put back after. saved holds what was removed.
+// for the call (writing, e.g. a UDP reply, still works) and put back after. Hidden holds what was removed:
+// room for as many entries as the array has shared sockets with read interest, on the caller's stack
+// (alloca: a few bytes for a usual wait, not a table sized for a thousand listeners in every thread).
 struct Hidden {
-    uint32_t index[kMaxInherited * 2]; // on the stack of a draining wait: 12 kB with kMaxInherited = 1024
-    short events[kMaxInherited * 2];
-    int n = 0;
+    uint32_t *index;
+    short *events;
+    int n;
 };
 
-void hide_reads(pollfd *fds, nfds_t n, Hidden *h) {
-    for (nfds_t i = 0; i < n && h->n < int(sizeof h->index / sizeof h->index[0]); ++i) {
+int count_reads(const pollfd *fds, nfds_t n) {
+    int c = 0;
+    for (nfds_t i = 0; i < n; ++i)
+        if (fds[i].fd >= 0 && (fds[i].events & kReadBits) && is_listener(fds[i].fd)) ++c;
+    return c;
+}
+
+void hide_reads(pollfd *fds, nfds_t n, Hidden *h, int room) {
+    for (nfds_t i = 0; i < n && h->n < room; ++i) {
         if (fds[i].fd < 0 || !(fds[i].events & kReadBits) || !is_listener(fds[i].fd)) continue;
         h->index[h->n] = uint32_t(i);
         h->events[h->n++] = fds[i].events;
@@ -72,12 +83,21 @@ template <class Call>
 int poll_like(pollfd *fds, nfds_t n, int timeout, Call call) {
     const Remaining remaining(timeout);
     note_if_watching(fds, n);
+    int room = -1; // entries of saved_*: set the first time the wait is a draining one
+    uint32_t *saved_index = nullptr;
+    short *saved_events = nullptr;
     for (;;) {
         const int left = remaining.left();
         if (draining_now()) {
             const bool standby = g.acct.standby();
-            Hidden h;
-            hide_reads(fds, n, &h);
+            if (room < 0) { // once per call (alloca lasts until the function returns: never in a loop)
+                room = count_reads(fds, n);
+                if (room > 2 * kMaxInherited) room = 2 * kMaxInherited;
+                saved_index = static_cast<uint32_t *>(alloca(sizeof(uint32_t) * size_t(room) + 1));
+                saved_events = static_cast<short *>(alloca(sizeof(short) * size_t(room) + 1));
+            }
+            Hidden h{saved_index, saved_events, 0};
+            hide_reads(fds, n, &h, room);
             int r = call(drain_slice(left));
             ErrnoGuard keep;
             show_reads(fds, h);
