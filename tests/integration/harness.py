@@ -296,6 +296,23 @@ def start_accepted_slow(port, pid, ms, timeout=30.0):
     return req
 
 
+class GenPids(dict):
+    """generation number -> main pid, filled as the launcher's log is read. A test that learns of a
+    generation another way (a reload's report over the control socket) may ask before the log line is read:
+    a missing generation is waited for (bounded), not a KeyError."""
+
+    def __init__(self, cond, ended):
+        super().__init__()
+        self._cond, self._ended = cond, ended
+
+    def __getitem__(self, gen):
+        deadline = time.monotonic() + 15.0
+        with self._cond:
+            while not dict.__contains__(self, gen) and not self._ended() and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            return dict.__getitem__(self, gen)
+
+
 class Launcher:
     """build/hotrestart running one program, with its stderr parsed into events."""
 
@@ -308,7 +325,8 @@ class Launcher:
         self.argv = [LAUNCHER] + options + ["--"] + list(argv)
         self.lines = []
         self.cond = threading.Condition()
-        self.gen_pids = {}  # generation number -> main pid (also its process group)
+        # generation number -> main pid (also its process group)
+        self.gen_pids = GenPids(self.cond, lambda: bool(self.lines) and self.lines[-1] is None)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
         self.pid = self.proc.pid
