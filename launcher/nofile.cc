@@ -58,7 +58,10 @@ int nofile_max_fd() {
 void nofile_restore(int inherited) {
     if (!g_known) return;
     rlimit rl = g_original;
-    if (rl.rlim_cur != RLIM_INFINITY && inherited > 0) {
+    // Room is added only where the program's own limit is short of what the shim needs to move that many
+    // sockets out of its way (a copy each, above them): a program with a few sockets keeps exactly its own
+    // limit (a select() server relies on 1024 keeping its descriptors below FD_SETSIZE).
+    if (rl.rlim_cur != RLIM_INFINITY && inherited > 0 && rl.rlim_cur < rlim_t(inherited) * 2 + 64) {
         rl.rlim_cur += rlim_t(inherited);
         if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
     }

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, free_port, http_get, reply_pid, wait_until
+from conftest import BUILD, free_port, http_get, reply_pid, server_argv, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -130,6 +130,28 @@ def watching(pid, inodes):
 def soft_nofile(pid):
     with open("/proc/%d/limits" % pid) as f:
         return int(re.search(r"^Max open files\s+(\d+)", f.read(), re.M).group(1))
+
+
+def test_a_few_sockets_leave_the_programs_descriptor_limit_as_it_was(launch):
+    """A generation given one socket keeps exactly the soft RLIMIT_NOFILE the launcher was started with
+    (the launcher raises its own): a select() server relies on 1024 keeping its descriptors below
+    FD_SETSIZE. Room is added only for a generation given many sockets (the test below)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip("the hard RLIMIT_NOFILE (%d) is below 4096" % hard)
+    port = free_port()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        hr = launch(server_argv("threads", port))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    hr.wait_ready(1)
+    if hard != resource.RLIM_INFINITY:
+        assert soft_nofile(hr.pid) == hard, "the launcher raises its own soft limit"
+    hr.reload()
+    assert soft_nofile(hr.gen_pids[2]) == 1024, "gen 2 was given 1 socket"
+    hr.stop()
+    hr.assert_no_process_left()
 
 
 def test_1000_listeners_handed_over(launch, load, forkhold):
