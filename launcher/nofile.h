@@ -18,8 +18,9 @@ void nofile_raise();
 int nofile_fit(int want, int maxfd, std::string *why);
 // The launcher's highest open descriptor number (-1 if it cannot tell).
 int nofile_max_fd();
-// In a forked child (async-signal-safe): the soft limit the launcher was started with, plus `inherited`
-// (the number of sockets given to the child), at most the hard limit.
+// In a forked child (async-signal-safe): the soft limit the launcher was started with; plus `inherited`
+// (the number of sockets given to the child) where that limit is below 2 * inherited + 64; at most the hard
+// limit.
 void nofile_restore(int inherited);
 
 } // namespace hr
