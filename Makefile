@@ -166,7 +166,8 @@ sanitize: deps
 	$(SAN_ENV) HOTRESTART_BUILD=$(SAN_BUILD) $(PYTEST) -q tests/integration
 
 # libFuzzer targets, one per parser a peer feeds: each runs FUZZ_TIME seconds from the committed seeds
-# (tests/fuzz/corpus/NAME), writing what it finds under $(BUILD)/fuzz/, never into the seeds.
+# (tests/fuzz/corpus/NAME), writing what it finds under $(BUILD)/fuzz/, never into the seeds. Inputs up to
+# 4096 bytes, but a configuration text up to its longest (Shared::exec_state with 1,024 sockets and more).
 FUZZ_CXX     ?= clang++
 FUZZ_TIME    ?= 20
 FUZZ_FLAGS   := -std=c++17 -D_GNU_SOURCE -fno-exceptions -fno-rtti -g -O1 -Ishim \
@@ -182,7 +183,8 @@ fuzz: deps-fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	    out=$(BUILD)/fuzz/$$t; rm -rf $$out; mkdir -p $$out/corpus; \
 	    echo "== fuzz_$$t: $(FUZZ_TIME) s"; \
-	    if ! $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -artifact_prefix=$$out/ \
+	    len=4096; [ $$t != config_decode ] || len=36000; \
+	    if ! $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -max_len=$$len -artifact_prefix=$$out/ \
 	            $$out/corpus tests/fuzz/corpus/$$t > $$out/log 2>&1; then \
 	        tail -n 40 $$out/log; echo "fuzz_$$t failed: see $$out/"; exit 1; fi; \
 	    grep -E '^#[0-9]+.*DONE' $$out/log | tail -n 1; \
