@@ -279,8 +279,13 @@ void on_listen(int notif, const seccomp_notif &req, int pidfd, const Registry &r
     out->fd = copy;
 }
 
-// shutdown(fd, SHUT_RD or SHUT_RDWR) (the filter lets SHUT_WR through): not on a shared listener.
-void on_shutdown(int notif, const seccomp_notif &req, int pidfd, const Registry &reg, SeccompOutcome *out) {
+// A call that would stop a shared listener for every generation, answered 0 for the caller alone (kind:
+// KEPT or DISCONNECT_KEPT); on any other socket it runs:
+//   shutdown(fd, SHUT_RD or SHUT_RDWR) (the filter lets SHUT_WR through);
+//   connect(fd, addr, len) whose family is AF_UNSPEC, a disconnect (seccomp_serve let every other family
+//   through already).
+void keep_listening(int notif, const seccomp_notif &req, int pidfd, const Registry &reg, SeccompOutcome::Kind kind,
+                    SeccompOutcome *out) {
     int copy = fetch_fd(pidfd, req.data.args[0]);
     if (copy < 0) {
         proceed(notif, req.id);
@@ -293,27 +298,7 @@ void on_shutdown(int notif, const seccomp_notif &req, int pidfd, const Registry 
         return;
     }
     if (respond(notif, req.id, 0, 0, 0) == 0) {
-        out->kind = SeccompOutcome::KEPT;
-        out->id = l->id;
-    }
-}
-
-// connect(fd, addr, len) whose family is AF_UNSPEC disconnects the socket; on a shared listener it would stop
-// the listen for every generation. Anything else runs (seccomp_serve let every other family through already).
-void on_disconnect(int notif, const seccomp_notif &req, int pidfd, const Registry &reg, SeccompOutcome *out) {
-    int copy = fetch_fd(pidfd, req.data.args[0]);
-    if (copy < 0) {
-        proceed(notif, req.id);
-        return;
-    }
-    const Listener *l = by_identity(reg, copy);
-    close(copy);
-    if (!l) {
-        proceed(notif, req.id);
-        return;
-    }
-    if (respond(notif, req.id, 0, 0, 0) == 0) {
-        out->kind = SeccompOutcome::DISCONNECT_KEPT;
+        out->kind = kind;
         out->id = l->id;
     }
 }
@@ -450,8 +435,8 @@ SeccompOutcome seccomp_serve(int notif, const Registry &reg) {
     out.pid = tgid;
     if (req.data.nr == __NR_bind) on_bind(notif, req, pidfd, tgid, reg, &out);
     else if (req.data.nr == __NR_listen) on_listen(notif, req, pidfd, reg, &out);
-    else if (req.data.nr == __NR_shutdown) on_shutdown(notif, req, pidfd, reg, &out);
-    else if (req.data.nr == __NR_connect) on_disconnect(notif, req, pidfd, reg, &out);
+    else if (req.data.nr == __NR_shutdown) keep_listening(notif, req, pidfd, reg, SeccompOutcome::KEPT, &out);
+    else if (req.data.nr == __NR_connect) keep_listening(notif, req, pidfd, reg, SeccompOutcome::DISCONNECT_KEPT, &out);
     else if (req.data.nr == __NR_accept || req.data.nr == __NR_accept4) on_accept(notif, req, pidfd, reg, &out);
     else proceed(notif, req.id);
     close(pidfd);
