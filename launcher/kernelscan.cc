@@ -1,4 +1,5 @@
 #include "kernelscan.h"
+#include "procs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,21 +17,6 @@
 
 namespace hr {
 namespace {
-
-pid_t pgrp_of(const char *pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%.20s/stat", pid);
-    FILE *f = fopen(path, "re");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); // comm may contain spaces and parentheses
-    int ppid = 0, pgrp = -1;
-    char state;
-    if (!p || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return -1;
-    return pgrp;
-}
 
 // Is sock (our duplicate of a socket a generation holds) a connection accepted from one of the registry's
 // stream listeners? Same family and local address as a listener (a wildcard listener matches any local
@@ -85,8 +71,8 @@ template <class Fn> bool each_group_socket(pid_t pgid, Fn fn) {
         dirent *d = readdir(proc);
         if (!d) break;
         if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
-        if (pgrp_of(d->d_name) != pgid) continue;
         pid_t pid = pid_t(atoi(d->d_name));
+        if (process_group(pid) != pgid) continue;
         char fddir[64];
         snprintf(fddir, sizeof fddir, "/proc/%d/fd", int(pid));
         DIR *fds = opendir(fddir);

@@ -1,6 +1,7 @@
 #include "verify.h"
 
 #include "options.h"
+#include "procs.h"
 
 #include <algorithm>
 #include <atomic>
@@ -378,22 +379,6 @@ void one_request(const Target &t, const ProbeSpec &p, Result *r) {
     if (at != std::string::npos) r->pid = pid_t(atoi(reply.c_str() + at + 4));
 }
 
-pid_t pgrp_of(pid_t pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    char state;
-    int ppid, pgrp;
-    if (!p || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return 0;
-    return pid_t(pgrp);
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Load: client threads, each with its own results (merged when they have stopped).
 
@@ -448,7 +433,7 @@ private:
             r.t1 = mono_us();
             if (r.pid > 0) {
                 auto it = pgrps.find(r.pid);
-                if (it == pgrps.end()) it = pgrps.emplace(r.pid, pgrp_of(r.pid)).first;
+                if (it == pgrps.end()) it = pgrps.emplace(r.pid, process_group(r.pid)).first;
                 r.pgrp = it->second;
             }
             if (r.kind != K_OK) failed_.fetch_add(1);
