@@ -209,7 +209,10 @@ Gen *Supervisor::start_generation(int reload) {
     req.cfg.launcher_pid = getpid();
     req.cfg.verbose = opts_.verbose > 1 ? opts_.verbose - 1 : 0;
     // No private descriptor crosses the exec: the main process fetches them at the rendezvous, with g->cfg.
-    add_conventional(*g, &req);
+    if (!add_conventional(*g, &req)) {
+        release(*g);
+        return nullptr;
+    }
     for (int i = 0; i < int(req.conv_fds.size()); ++i) req.cfg.fds[req.cfg.nfds++] = 3 + i; // where the child has them
     g->cfg = req.cfg;
     SpawnResult r = spawn_generation(req);
@@ -218,7 +221,7 @@ Gen *Supervisor::start_generation(int reload) {
 
 // The registry's sockets for g by convention (descriptors from 3 up, LISTEN_*, SERVER_STARTER_PORT), and
 // what every generation's request shares (--user, signal state).
-void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
+bool Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
     req->argv = opts_.argv;
     req->shim = shim_;
     req->sigmask = orig_mask_;
@@ -234,9 +237,15 @@ void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
     std::vector<ConventionSocket> conv;
     const auto &all = registry_.all();
     int limit = int(all.size()) < kMaxInherited ? int(all.size()) : kMaxInherited;
+    // A generation given only some of its sockets would fail to bind the others (the older generation
+    // holds them): refuse it before it starts, so that the one serving keeps on and the report says why.
+    // A --seccomp generation gets its sockets one bind at a time, not by descriptor numbers.
     std::string why;
-    if (limit > 0) limit = nofile_fit(limit, nofile_max_fd(), &why);
-    if (!why.empty()) logf("error: gen %d: %s", g.n, why.c_str());
+    if (limit > 0 && !g.seccomp && nofile_fit(limit, nofile_max_fd(), &why) < limit) {
+        start_refused_ = "was refused: " + why;
+        logf("error: gen %d %s", g.n, start_refused_.c_str());
+        return false;
+    }
     for (const auto &l : all) {
         if (req->conv_fds.size() == size_t(limit)) {
             logf("warning: gen %d inherits only the first %d listening sockets", g.n, limit);
@@ -251,6 +260,7 @@ void Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
     g.nclaimed = 0;
     g.started_ms = now_ms();
     g.started_wall_ms = realtime_ms();
+    return true;
 }
 
 // A generation the shim cannot run in: only its sockets by convention and, with --ready notify, its
@@ -268,7 +278,10 @@ Gen *Supervisor::start_shimless(std::unique_ptr<Gen> g) {
         }
         req.env.push_back("NOTIFY_SOCKET=" + where);
     }
-    add_conventional(*g, &req);
+    if (!add_conventional(*g, &req)) {
+        release(*g);
+        return nullptr;
+    }
     if (g->seccomp) {
         // It binds its sockets itself: no descriptors or variables by convention. Each is its once its
         // bind is answered with the registry's socket, taken over once it listens on it (on_seccomp).

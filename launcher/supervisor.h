@@ -168,7 +168,8 @@ private:
     void write_pid_file();
     void remove_pid_file();
     bool take_given_sockets();
-    void add_conventional(Gen &g, SpawnRequest *req);
+    // False (start_refused_ says why, logged) where the sockets cannot all be handed over.
+    bool add_conventional(Gen &g, SpawnRequest *req);
     Gen *start_shimless(std::unique_ptr<Gen> g);
     Gen *started(std::unique_ptr<Gen> g, const SpawnResult &r);
     void drain_shimless(Gen &g);

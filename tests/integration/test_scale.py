@@ -2,6 +2,7 @@
 seconds. A generation of 200 processes, and a generation with 1,000 listening sockets, are reloaded under
 load and drained: no failed connection, connections held across the reload keep working, and the drain ends
 by itself when the last one closes (not by its timeout)."""
+import json
 import os
 import re
 import resource
@@ -12,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, free_port, http_get, reply_pid, server_argv, wait_until
+from conftest import BUILD, LAUNCHER, fd_count, free_port, http_get, reply_pid, server_argv, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -206,3 +207,77 @@ def test_1000_listeners_handed_over(launch, load, forkhold):
         assert traffic.failures == [], traffic.failures[:5]
     hr.stop(30)
     hr.assert_no_process_left()
+
+
+def test_a_hard_limit_too_low_refuses_the_reload_up_front(launch, forkhold, tmp_path):
+    """The launcher's hard RLIMIT_NOFILE lowered (prlimit) below what handing gen 1's 150 sockets over
+    needs: the reload is refused before any process starts, its report names the limit to raise, and gen 1
+    keeps serving on every socket. (Given only the sockets that fit, gen 2 would fail to bind the others and be
+    rolled back after a start for nothing.) Raising a hard limit needs CAP_SYS_RESOURCE, which a test cannot
+    count on: the way back is not tested."""
+    count = 150
+    hosts = ["127.0.0.1"] + ["127.0.1.%d" % (1 + i) for i in range(count - 1)]
+    port = free_port()
+    ctl = str(tmp_path / "control.sock")
+    hr = launch([forkhold, "--port", str(port), "--workers", "1", "--listeners", str(count)],
+                options=["--control", ctl])
+    gen1 = hr.wait_ready(1)
+    hr.wait_for(r"forkhold: pid=%d 1 workers accepting on %d sockets" % (gen1, count), since=0, timeout=30)
+    before = listening_inodes(port)
+    assert len(before) == count
+    resource.prlimit(hr.pid, resource.RLIMIT_NOFILE, (256, 256))
+    fds = fd_count(hr.pid)
+
+    def reload():
+        p = subprocess.run([LAUNCHER, "reload", "--json", "--control", ctl], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60)
+        assert p.stdout.strip(), "no report (exit %d): %s" % (p.returncode, p.stderr)
+        return p.returncode, json.loads(p.stdout)
+
+    rc, rep = reload()
+    assert rc == 1 and rep["outcome"] == "rolled_back" and rep["generation"] == 2, rep
+    assert re.match(r"was refused: handing over %d listening sockets needs RLIMIT_NOFILE >= \d+, the hard limit "
+                    r"is 256: raise it" % count, rep["reason"]), rep
+    log = hr.log()
+    assert "gen 2 started" not in log, log
+    assert len(re.findall(r"error: gen 2 was refused: handing over", log)) == 1, log
+    for host in hosts[::10] + hosts[-1:]:
+        assert in_group(reply_pid(http_get(port, host=host)), gen1), host
+    assert listening_inodes(port) == before
+
+    rc, rep = reload()  # the same again: refused again, nothing left behind by the first refusal
+    assert rc == 1 and rep["generation"] == 3 and rep["reason"].startswith("was refused: handing over"), rep
+    assert in_group(reply_pid(http_get(port, host=hosts[-1])), gen1)
+    assert fd_count(hr.pid) == fds
+    hr.stop(30)
+    hr.assert_no_process_left()
+
+
+def test_a_hard_limit_too_low_for_the_listen_sockets_is_an_error_at_start(tmp_path):
+    """150 --listen sockets under a hard RLIMIT_NOFILE of 256: one error line naming the limit, exit status
+    125, no program started (the program would write its marker file)."""
+    count = 150
+    port = free_port()
+    listen = []
+    for i in range(count):
+        listen += ["--listen", "127.0.2.%d:%d" % (1 + i, port)]
+    marker = tmp_path / "started"
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    p = subprocess.Popen([LAUNCHER] + listen + ["--", "/bin/sh", "-c", "touch %s; sleep 30" % marker],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=low_limit, start_new_session=True)
+    try:
+        _, stderr = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()  # its sentinel stops what it started
+            p.wait()
+    assert p.returncode == 125, (p.returncode, stderr)
+    errors = [l for l in stderr.splitlines() if "error" in l or "fatal" in l]
+    assert len(errors) == 1, stderr
+    assert re.search(r"gen 1 was refused: handing over %d listening sockets needs RLIMIT_NOFILE >= \d+, the hard "
+                     r"limit is 256: raise it \(ulimit -Hn, LimitNOFILE= for a service\)" % count, errors[0]), errors
+    assert not marker.exists()
