@@ -63,7 +63,8 @@ void SeccompAccepts::on_accept(int gen, int notif, const seccomp_notif &req, con
     Held h{gen, notif, req.id, pid_t(req.pid), l.id, req.data.args[1], req.data.args[2],
            req.data.nr == __NR_accept4 ? int(req.data.args[3]) : 0};
     if (!h.addr) h.addrlen = 0;
-    if (!listening(l.fd)) {
+    // The kernel checks accept4's flags before anything else: a bit beyond these fails with EINVAL at once.
+    if (!listening(l.fd) || (h.flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))) {
         answer(notif, req.id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
         return;
     }

@@ -258,6 +258,20 @@ def test_seccomp_accept_draining_generation_takes_no_connection(launch, mode):
     hr.assert_no_process_left()
 
 
+def test_seccomp_accept_invalid_accept4_flags_fail_as_without_the_filter(launch):
+    """--seccomp-accept: an accept4() with a flag bit that is neither SOCK_NONBLOCK nor SOCK_CLOEXEC, on the
+    shared (blocking) socket, fails with EINVAL at once, as it does without the filter. Held like a valid
+    blocking accept, it would have been handed the first connection instead."""
+    port = free_port()
+    hr = launch([BINDSERVER, "--listen", "127.0.0.1:%d" % port, "--accept", "blocking", "--bad-accept4"],
+                options=["--seccomp-accept"])
+    pid1 = hr.wait_ready(1)
+    body = http_get(port)
+    assert "pid=%d " % pid1 in body and "bad_accept4=EINVAL" in body, body
+    assert hr.stop() == 0
+    hr.assert_no_process_left()
+
+
 def test_seccomp_accept_needs_the_fast_wakeup():
     """Without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (simulated), --seccomp-accept is refused at start (exit
     125, one line naming it), before any generation."""

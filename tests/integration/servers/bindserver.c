@@ -17,9 +17,11 @@
  * level-triggered epoll set and accept4() until EAGAIN. Both report the peer's address accept() gave.
  * --linger-ms MS: after SIGTERM the accept loop goes on for MS more (a server slow to stop accepting).
  * --self-connect: once listening, connects a new socket to its own address (an ordinary outgoing connect).
+ * --bad-accept4: once listening, calls accept4() with a flag bit that is not SOCK_NONBLOCK or SOCK_CLOEXEC.
  * Every reply (HTTP/1.0 200, Connection: close) has the body
  *   pid=<pid> tag=<tag> ino=<inode of its listening socket> own_filter=<ok|-> own_listener=<errno name|->
  *   peer=<HOST:PORT the accept of this connection gave|-> self_connect=<ok|errno name|->
+ *   bad_accept4=<errno name of that accept4()|ok (it took a connection)|->
  * SIGTERM: a graceful stop: it stops accepting, finishes the connection it is serving and exits 0.
  */
 #include <arpa/inet.h>
@@ -45,7 +47,8 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stopping, linger_over = 1;
-static char own_filter[16] = "-", own_listener[16] = "-", peer_text[80] = "-", self_connect[16] = "-";
+static char own_filter[16] = "-", own_listener[16] = "-", peer_text[80] = "-", self_connect[16] = "-",
+            bad_accept4[16] = "-";
 static long linger_ms;
 
 static void on_term(int sig) {
@@ -163,9 +166,10 @@ static void serve(int c, const char *tag, unsigned long ino) {
         req[got] = '\0';
         if (strstr(req, "\r\n\r\n")) break;
     }
-    char body[256], reply[512];
+    char body[384], reply[640];
     int bl = snprintf(body, sizeof body, "pid=%d tag=%s ino=%lu own_filter=%s own_listener=%s peer=%s "
-                      "self_connect=%s\n", (int)getpid(), tag, ino, own_filter, own_listener, peer_text, self_connect);
+                      "self_connect=%s bad_accept4=%s\n", (int)getpid(), tag, ino, own_filter, own_listener, peer_text,
+                      self_connect, bad_accept4);
     int rl = snprintf(reply, sizeof reply,
                       "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
                       bl, body);
@@ -257,7 +261,7 @@ static int epoll_loop(int s, const char *tag, unsigned long ino, const sigset_t 
 
 int main(int argc, char **argv) {
     const char *tag = "bind", *addr = NULL, *gate = NULL, *mode = NULL;
-    int prefork = 0, shut = 0, unspec = 0, own = 0, nonblock = 0, selfconn = 0;
+    int prefork = 0, shut = 0, unspec = 0, own = 0, nonblock = 0, selfconn = 0, badflags = 0;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) addr = argv[++i];
         else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc) tag = argv[++i];
@@ -268,6 +272,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--shutdown-at-exit") == 0) shut = 1;
         else if (strcmp(argv[i], "--unspec-at-exit") == 0) unspec = 1;
         else if (strcmp(argv[i], "--self-connect") == 0) selfconn = 1;
+        else if (strcmp(argv[i], "--bad-accept4") == 0) badflags = 1;
         else if (strcmp(argv[i], "--own-filter") == 0) own = 1;
         else if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
         else {
@@ -322,6 +327,15 @@ int main(int argc, char **argv) {
         else
             strcpy(self_connect, "ok");
         if (c >= 0) close(c);
+    }
+    if (badflags) {
+        int c = accept4(s, NULL, NULL, 0x40000000);
+        if (c < 0)
+            snprintf(bad_accept4, sizeof bad_accept4, "%s", strerrorname_np(errno));
+        else {
+            strcpy(bad_accept4, "ok");
+            close(c);
+        }
     }
 
     int rc = 0;
