@@ -4,7 +4,9 @@
 // poll() on the listener and the generation's wake eventfd, then accepts without blocking. That gives
 // each process the blocking behaviour it asked for (PITFALLS 2) and lets a drain wake every thread blocked
 // in accept() (PITFALLS 5); once draining, a blocking accept() keeps blocking, as it would on an idle socket,
-// until a signal handler runs (then ECONNABORTED, see below).
+// until a signal handler runs (then ECONNABORTED, see below). A process that has begun to exit (exit()'s
+// destructors ran, or _exit() was called in another thread) is refused the same way: a connection it took
+// in that window would be reset when the exit completes.
 #include "core.h"
 #include "libc.h"
 

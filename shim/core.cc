@@ -657,11 +657,11 @@ __attribute__((constructor)) void shim_init() {
 }
 
 __attribute__((destructor)) void shim_fini() {
-    // exit(): the kernel is about to close every connection this process holds.
+    // exit(): the kernel is about to close every connection this process holds. Other threads still run
+    // (the rest of exit() may take a while): the shim stays active, and they take no connection (see
+    // Accounting::leave()).
     if (!g.active.load() || !owner()) return;
-    g.active.store(false);
-    if (g.acct.release_all()) send_idle();
-    g.acct.free_slot();
+    if (g.acct.leave()) send_idle();
 }
 
 } // namespace

@@ -20,7 +20,8 @@ ssize_t receive(int fd, int flags, Attempt attempt) {
     const int saved_errno = errno;
     note_accepting();
     for (;;) {
-        const bool draining = g.acct.draining();
+        // An exiting process receives nothing more either: a datagram taken now would be lost with it.
+        const bool draining = g.acct.draining() || g.acct.leaving();
         if (!draining) {
             ssize_t r = attempt(flags | MSG_DONTWAIT);
             if (r >= 0) errno = saved_errno;

@@ -50,9 +50,11 @@ int policy_close(int fd) {
         epoll_forget_fd(fd);
         // A listener that this process registered, closed while the generation serves, may be closed for
         // good (a probe socket): the launcher, told its address, asks the kernel whether a process of the
-        // generation still holds it. Forked children closing their copies (before an exec) say nothing.
+        // generation still holds it. Forked children closing their copies (before an exec) say nothing,
+        // nor does a process that is exiting (its sockets all close with it).
         namelen = sizeof name;
         if ((st & kKindMask) != FD_LISTENER || !g.active.load(std::memory_order_acquire) || g.acct.draining() ||
+            g.acct.leaving() ||
             real_getsockname(fd, reinterpret_cast<sockaddr *>(&name), &namelen) < 0 ||
             !registered_here(reinterpret_cast<sockaddr *>(&name), namelen))
             namelen = 0;

@@ -1,7 +1,9 @@
 // Process lifetime: _exit()/_Exit() give back this process's connections at once, so a generation whose
 // fork-per-connection children exit without closing still drains immediately. (fork() itself is handled
 // with pthread_atfork in core.cc; exit() by the destructor there; a process killed by a signal is found
-// dead by the launcher, which then ignores its slot.)
+// dead by the launcher, which then ignores its slot.) The shim stays active until the process is gone:
+// its other threads still run while it exits, and must neither take a connection (it would be reset)
+// nor stop a shared socket (PITFALLS 3) in that window.
 // The exec family is below.
 #include "core.h"
 #include "elfkind.h"
@@ -24,9 +26,7 @@ namespace {
 void leaving() {
     // A vfork()ed child calling _exit() (after a failed exec) must not touch its parent's state.
     if (!g.active.load() || !owner()) return;
-    g.active.store(false);
-    if (g.acct.release_all()) send_idle();
-    g.acct.free_slot();
+    if (g.acct.leave()) send_idle();
 }
 
 } // namespace

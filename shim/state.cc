@@ -28,25 +28,34 @@ void Accounting::claim_slot(int32_t pid) {
     if (n) shared->conns.fetch_add(n, std::memory_order_seq_cst);
 }
 
-// Each change goes to this process's own counter only: its slot, or the fallback counter without one.
+namespace {
+
+// This process's own counter: its slot, or the fallback counter without one.
+std::atomic<int32_t> &counter(Shared *shared, int s) { return s >= 0 ? shared->slots[s].conns : shared->conns; }
+
+} // namespace
+
+// Each change goes to this process's own counter only. None once the process left (its slot is given back).
 void Accounting::add(int32_t n) {
-    int s = slot.load(std::memory_order_acquire);
-    (s >= 0 ? shared->slots[s].conns : shared->conns).fetch_add(n, std::memory_order_seq_cst);
+    if (leaving()) return;
+    counter(shared, slot.load(std::memory_order_acquire)).fetch_add(n, std::memory_order_seq_cst);
 }
 
 // True when the change left this process's counter at zero while draining: the generation may be idle
 // now (the last closer of a generation always brings its own counter to zero), the launcher sums to know.
 bool Accounting::sub(int32_t n) {
-    int s = slot.load(std::memory_order_acquire);
-    int32_t left = (s >= 0 ? shared->slots[s].conns : shared->conns).fetch_sub(n, std::memory_order_seq_cst) - n;
+    if (leaving()) return false;
+    int32_t left = counter(shared, slot.load(std::memory_order_acquire)).fetch_sub(n, std::memory_order_seq_cst) - n;
     return left == 0 && draining();
 }
 
 bool Accounting::reserve(bool *became_idle) {
     if (became_idle) *became_idle = false;
+    if (leaving()) return false;
     if (!shared) return true;
     add(1);
-    if (shared->draining.load(std::memory_order_seq_cst)) {
+    // Leaving since the check above: add() counted nothing, nor does sub().
+    if (shared->draining.load(std::memory_order_seq_cst) || leaving()) {
         bool idle = sub(1);
         if (became_idle) *became_idle = idle;
         return false;
@@ -70,8 +79,23 @@ bool Accounting::release() {
 
 bool Accounting::release_all() {
     int32_t n = local.exchange(0, std::memory_order_relaxed);
-    if (!shared || n == 0) return false;
+    if (!shared || n == 0 || leaving()) return false;
     return sub(n);
+}
+
+bool Accounting::leave() {
+    // The flag first: from here on the other threads reserve nothing, and what they do with a reservation
+    // made just before (commit, unreserve) changes no count. Then the counts go down, past sub(), which
+    // does nothing any more.
+    if (gone.exchange(true, std::memory_order_seq_cst)) return false;
+    int32_t n = local.exchange(0, std::memory_order_relaxed);
+    bool idle = false;
+    if (shared && n != 0) {
+        int32_t left = counter(shared, slot.load(std::memory_order_acquire)).fetch_sub(n, std::memory_order_seq_cst) - n;
+        idle = left == 0 && draining();
+    }
+    free_slot();
+    return idle;
 }
 
 void Accounting::free_slot() {

@@ -49,12 +49,13 @@ struct Accounting {
     Shared *shared = nullptr;
     std::atomic<int32_t> local{0};   // FD_CONN descriptors held by this process
     std::atomic<int> slot{-1};       // this process's slot in shared->slots, -1 if none could be had
+    std::atomic<bool> gone{false};   // leave() ran: the process is exiting, it takes and counts nothing more
 
     void attach(Shared *s) { shared = s; }
     // Takes a free slot for pid and records the connections this process already holds (after fork).
     void claim_slot(int32_t pid);
-    // Before accept(): counts the connection to come. False (and nothing counted) when draining; then
-    // *became_idle tells whether undoing the count made the generation idle.
+    // Before accept(): counts the connection to come. False (and nothing counted) when draining or
+    // leaving; then *became_idle tells whether undoing the count made the generation idle.
     bool reserve(bool *became_idle = nullptr);
     // The accept() failed: undo reserve(). Returns true when this made the generation idle while draining.
     bool unreserve();
@@ -68,6 +69,13 @@ struct Accounting {
     bool release_all();
     // The process is about to exit: its slot is free for another process (after release_all()).
     void free_slot();
+    // The process is about to exit (exit(), _exit()) while its other threads still run: from now on it
+    // takes no connection (reserve() fails, as when draining: whatever it accepted now would be reset
+    // when the exit completes) and counts nothing (a late reserve, close or dup would land on a slot it
+    // gave back); then it gives back its connections (as release_all()) and its slot (free_slot()). Only
+    // the first call acts. Returns true when this made the generation idle while draining.
+    bool leave();
+    bool leaving() const { return gone.load(std::memory_order_seq_cst); }
     void add(int32_t n);
     bool sub(int32_t n);
     bool draining() const { return shared && shared->draining.load(std::memory_order_seq_cst) != kAccepting; }

@@ -6,6 +6,7 @@ Model servers live in servers/ (the C ones are compiled into build/ by a module 
 an event (a launcher log line, a reply, a process disappearing) with a deadline; processes are killed by
 the fixtures whatever happens."""
 import datetime
+import errno
 import os
 import re
 import signal
@@ -18,13 +19,13 @@ import time
 import pytest
 
 from conftest import (BUILD, PYTHON, fd_count, free_port, processes_naming, group_alive, http_get, pid_alive, reply_pid,
-                      server_argv, wait_until)
+                      server_argv, server_ends_held, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "servers")
 RELOADS = 10
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-O2", "-pthread"]
-C_SERVERS = ("blockmode", "shutdown_acceptors")
+C_SERVERS = ("blockmode", "shutdown_acceptors", "exit_acceptor")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -842,3 +843,29 @@ def test_unix_connection_in_flight_holds_the_drain(launch, tmp_path):
     assert t_reply > 2.0, "the reply came after %.2f s: the old generation was cut short" % t_reply
     assert "drain timeout" not in hr.log()
     assert hr.stop() == 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2b. a process that is exiting while its other threads run
+
+
+def test_exiting_process_takes_no_connection(cbin, launch):
+    """A process stopping (a stop signal's handler calling _exit(), or exit() running its destructors)
+    still runs its other threads until the kernel ends it: an acceptor that calls accept() in that window
+    must take nothing, or the connection is reset a moment later. Found as one ConnectionResetError in
+    test_failing_ready_check_rolls_back on a loaded machine: a worker of the rolled-back generation that
+    had just closed its last connection went back to accept() while another thread ran SIGTERM's
+    _exit(), after the shim had switched itself off. Here exit() is held inside stdio's final flush
+    (after every destructor) and the acceptor is released only then."""
+    port = free_port()
+    hr = launch([cbin["exit_acceptor"], "--port", str(port)])
+    pid = hr.wait_ready(1)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        os.kill(pid, signal.SIGUSR1)
+        hr.wait_for(r"exit_acceptor: exiting pid=%d$" % pid)  # exit(): the destructors ran
+        os.kill(pid, signal.SIGUSR2)
+        said = hr.wait_for(r"exit_acceptor: (accept: .*|no connection queued.*)").group(1)
+        assert said == "accept: %s" % os.strerror(errno.EAGAIN), (said, hr.log())
+        assert server_ends_held(client.getsockname()[1], port, [pid]) == []
+    os.kill(pid, signal.SIGKILL)
+    hr.wait_exit()

@@ -287,6 +287,53 @@ void test_release_all(void **state) {
     assert_false(b.release_all());
 }
 
+// leave() (exit() or _exit() while other threads run): the connections and the slot go back once, and
+// from then on nothing is reserved or counted: not a new accept, nor what another thread does with a
+// reservation it made just before (its slot is free, a count there would be another process's).
+void test_leave(void **state) {
+    Shared *s = sh(state);
+    Accounting a, b;
+    a.attach(s);
+    b.attach(s);
+    a.claim_slot(1000);
+    b.claim_slot(1001);
+    const int slot = a.slot.load();
+    for (int i = 0; i < 2; ++i) {
+        assert_true(a.reserve());
+        a.commit();
+    }
+    assert_true(a.reserve()); // another thread's accept() in flight
+    assert_true(b.reserve());
+    b.commit();
+    assert_int_equal(conns(s), 4);
+    s->draining.store(1);
+    assert_false(a.leave()); // b still holds one: not idle
+    assert_true(a.leaving());
+    assert_int_equal(a.slot.load(), -1);
+    assert_int_equal(slot_pid(s, slot), 0);
+    assert_int_equal(slot_conns(s, slot), 0);
+    assert_int_equal(conns(s), 1);
+    // The accept in flight ends, either way; closes and dups after: no count changes.
+    assert_false(a.unreserve());
+    a.commit();
+    a.add_dup();
+    assert_false(a.release());
+    assert_false(a.release_all());
+    assert_int_equal(conns(s), 1);
+    assert_int_equal(s->conns.load(), 0);
+    // Nothing is reserved any more, draining or not.
+    s->draining.store(0);
+    bool idle = true;
+    assert_false(a.reserve(&idle));
+    assert_false(idle);
+    assert_int_equal(conns(s), 1);
+    assert_false(a.leave()); // once only
+    // The last process of a draining generation to leave makes it idle.
+    s->draining.store(1);
+    assert_true(b.leave());
+    assert_int_equal(conns(s), 0);
+}
+
 // A forked child inherits the parent's connection descriptors: its claim_slot counts them once more.
 void test_claim_slot_after_simulated_fork(void **state) {
     Shared *s = sh(state);
@@ -518,6 +565,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_idle_only_at_zero_while_draining, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_add_dup, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_release_all, setup_shared, teardown_shared),
+        cmocka_unit_test_setup_teardown(test_leave, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_claim_slot_after_simulated_fork, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_slotless, setup_shared, teardown_shared),
         cmocka_unit_test_setup_teardown(test_shared_reclaim_slots, setup_shared, teardown_shared),
