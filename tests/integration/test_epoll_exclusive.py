@@ -14,6 +14,7 @@ meanwhile). Without it the first requests after the reload are not answered."""
 import os
 import signal
 import socket
+import time
 
 from conftest import PYTHON, dual_stack_port, free_port, http_get, reply_pid, wait_accepted, wait_until
 from test_real_servers import (NGINX, need, nginx_argv, nginx_config, quietly, tcp_udp_port,  # noqa: F401
@@ -174,13 +175,25 @@ def test_exclusive_registrations_come_back_after_a_called_off_drain(launch, fork
     for pid in old:  # woken by the hidden registration: neither the flag nor the eventfd is left in the kernel
         wait_until(lambda: not any(ev & EPOLLEXCLUSIVE or data == HIDDEN_DATA for ev, data in epoll_registrations(pid)),
                    10, "worker %d to stand by" % pid)
-    # A request during the window: gen 2 answers it, and the old workers, woken too now that their sets
-    # hold the listener without the flag, take it out of their sets.
+    # Requests during the window: gen 2 answers them, and the old workers, woken too now that their sets
+    # hold the listener without the flag, take it out of their sets. A worker sees a wake-up only if it
+    # runs before gen 2 has accepted that connection (epoll re-checks a level-triggered listener before
+    # returning, and goes back to sleep when the queue is empty again), so requests go on until both did.
     gen2 = hr.gen_pids[2]
-    assert in_group(reply_pid(http_get(port, timeout=REQUEST_TIMEOUT)), gen2)
-    for pid in old:
-        wait_until(lambda: not any(data >> 32 == 1 for ev, data in epoll_registrations(pid)), 10,
-                   "worker %d to take its listener out" % pid)
+
+    def listener_out(pid):
+        return not any(data >> 32 == 1 for ev, data in epoll_registrations(pid))
+
+    for _ in range(100):
+        assert in_group(reply_pid(http_get(port, timeout=REQUEST_TIMEOUT)), gen2)
+        deadline = time.monotonic() + 0.2
+        while not all(listener_out(pid) for pid in old) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if all(listener_out(pid) for pid in old):
+            break
+    else:
+        raise AssertionError("after 100 requests, workers %s still watch the listener"
+                             % [pid for pid in old if not listener_out(pid)])
     gate.write_text("")
     hr.wait_for(r"gen 1 accepts again", since=since, timeout=30)
     for pid in old:  # each worker puts them back at its next wait (a standby wait is a 20 ms slice)
