@@ -30,16 +30,14 @@ void nofile_raise() {
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-int nofile_fit(int want, int maxfd, std::string *why) {
+bool nofile_fits(int want, int maxfd, std::string *why) {
     rlimit rl;
-    if (want <= 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return want;
-    if (needed(want, maxfd) <= long(rl.rlim_cur)) return want;
-    int fit = want;
-    while (fit > 0 && needed(fit, maxfd) > long(rl.rlim_cur)) --fit;
+    if (want <= 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return true;
+    if (needed(want, maxfd) <= long(rl.rlim_cur)) return true;
     *why = "handing over " + std::to_string(want) + " listening sockets needs RLIMIT_NOFILE >= " +
            std::to_string(needed(want, maxfd)) + ", the hard limit is " + std::to_string(rl.rlim_max) +
            ": raise it (ulimit -Hn, LimitNOFILE= for a service)";
-    return fit;
+    return false;
 }
 
 int nofile_max_fd() {

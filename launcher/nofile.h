@@ -13,9 +13,9 @@ namespace hr {
 
 // At start-up: remembers the soft limit, then raises it to the hard limit.
 void nofile_raise();
-// How many of `want` sockets a child can be given by convention (3, 4...) while the launcher's highest
-// descriptor is maxfd (nofile_max_fd()). Less than want: *why says by how much the hard limit falls short.
-int nofile_fit(int want, int maxfd, std::string *why);
+// Whether `want` sockets can be given to a child by convention (3, 4...) while the launcher's highest
+// descriptor is maxfd (nofile_max_fd()). False: *why says what the hard limit must be raised to.
+bool nofile_fits(int want, int maxfd, std::string *why);
 // The launcher's highest open descriptor number (-1 if it cannot tell).
 int nofile_max_fd();
 // In a forked child (async-signal-safe): the soft limit the launcher was started with; plus `inherited`

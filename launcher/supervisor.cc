@@ -241,7 +241,7 @@ bool Supervisor::add_conventional(Gen &g, SpawnRequest *req) {
     // holds them): refuse it before it starts, so that the one serving keeps on and the report says why.
     // A --seccomp generation gets its sockets one bind at a time, not by descriptor numbers.
     std::string why;
-    if (limit > 0 && !g.seccomp && nofile_fit(limit, nofile_max_fd(), &why) < limit) {
+    if (limit > 0 && !g.seccomp && !nofile_fits(limit, nofile_max_fd(), &why)) {
         start_refused_ = "was refused: " + why;
         logf("error: gen %d %s", g.n, start_refused_.c_str());
         return false;
