@@ -1018,7 +1018,7 @@ void Supervisor::check_empty() {
         // group are looked for once the group is empty: the generation is not gone before they are.
         if (!no_such_group(g->pid) && has_descendant_group_member(g->pid)) continue;
         adopt_strays(*g, proc_snapshot());
-        if (gen_empty(*g)) fire(*g, EV_EMPTY);
+        if (strays_gone(*g)) fire(*g, EV_EMPTY);
     }
 }
 
@@ -1088,6 +1088,11 @@ bool Supervisor::gen_empty(const Gen &g) const {
     // Once the main process is reaped its number may be reused: a group that seems to exist is ours only
     // if its members descend from us.
     if (!no_such_group(g.pid) && has_descendant_group_member(g.pid)) return false;
+    return strays_gone(g);
+}
+
+// Every stray of g, and the group it leads, is gone.
+bool Supervisor::strays_gone(const Gen &g) const {
     for (const auto &s : g.strays) {
         if (!pidfd_exited(s.pidfd)) return false;
         if (!no_such_group(s.pgid) && has_descendant_group_member(s.pgid)) return false;

@@ -141,6 +141,7 @@ private:
     void check_empty();
     void adopt_strays(Gen &g, const std::vector<ProcEntry> &snap);
     bool gen_empty(const Gen &g) const;
+    bool strays_gone(const Gen &g) const; // gen_empty() once its group is known to be empty
     void signal_gen(Gen &g, int sig);
     void request_reload(const char *who, int client, bool json);
     void start_reload();
