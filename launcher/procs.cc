@@ -42,12 +42,21 @@ bool descends_from(pid_t pid, pid_t ancestor) {
     return false;
 }
 
-template <class Fn> void each_pid(Fn fn) {
+// Calls fn(pid) for every process until fn returns true. False when /proc cannot be read.
+template <class Fn> bool each_pid(Fn fn) {
     DIR *d = opendir("/proc");
-    if (!d) return;
+    if (!d) return false;
     while (dirent *e = readdir(d))
-        if (e->d_name[0] >= '1' && e->d_name[0] <= '9') fn(pid_t(atoi(e->d_name)));
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && fn(pid_t(atoi(e->d_name)))) break;
     closedir(d);
+    return true;
+}
+
+// pid is in group pgid and descends from self.
+bool descendant_member(pid_t pid, pid_t pgid, pid_t self) {
+    char st;
+    pid_t ppid, pgrp;
+    return stat_of(pid, &st, &ppid, &pgrp) && pgrp == pgid && descends_from(pid, self);
 }
 
 } // namespace
@@ -74,29 +83,17 @@ std::vector<pid_t> descendant_group_members(pid_t pgid) {
     std::vector<pid_t> out;
     const pid_t self = getpid();
     each_pid([&](pid_t pid) {
-        char st;
-        pid_t ppid, pgrp;
-        if (stat_of(pid, &st, &ppid, &pgrp) && pgrp == pgid && descends_from(pid, self))
-            out.push_back(pid);
+        if (descendant_member(pid, pgid, self)) out.push_back(pid);
+        return false;
     });
     return out;
 }
 
 bool has_descendant_group_member(pid_t pgid) {
     const pid_t self = getpid();
-    DIR *d = opendir("/proc");
-    if (!d) return true; // cannot tell: not empty
     bool found = false;
-    while (!found) {
-        dirent *e = readdir(d);
-        if (!e) break;
-        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-        const pid_t pid = pid_t(atoi(e->d_name));
-        char st;
-        pid_t ppid, pgrp;
-        found = stat_of(pid, &st, &ppid, &pgrp) && pgrp == pgid && descends_from(pid, self);
-    }
-    closedir(d);
+    if (!each_pid([&](pid_t pid) { return found = descendant_member(pid, pgid, self); }))
+        return true; // cannot tell: not empty
     return found;
 }
 
@@ -105,6 +102,7 @@ std::vector<ProcEntry> proc_snapshot() {
     each_pid([&](pid_t pid) {
         ProcEntry e{pid, 0, 0, '?'};
         if (stat_of(pid, &e.state, &e.ppid, &e.pgrp)) out.push_back(e);
+        return false;
     });
     return out;
 }
