@@ -187,7 +187,7 @@ Wait wait_readable(int fd, bool draining) {
                 if (g.acct.standby()) continue;         // standing by: no slice to report
                 return W_SLICE;
             }
-            if (g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
+            if (released_pending()) close_released();
             continue;
         }
         if (!sliced && p[local].revents) {
@@ -405,7 +405,7 @@ void after_fork_child() {
     g.acct.claim_slot(int32_t(getpid()));
     g.accepting.store(false);
     g.idle_hinted.store(false);
-    if (g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load()) close_released();
+    if (released_pending()) close_released();
     // The parent's wake-up is not ours: shutting a socket down there must not wake us, nor the reverse.
     int old = g.local_wake.exchange(-1);
     if (old >= 0) {

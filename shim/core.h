@@ -83,14 +83,19 @@ void remember_key(const SockKey &k);
 bool known_key(const SockKey &k);
 // The socket named name is one this very process registered (not a copy a forked child inherited).
 bool registered_here(const sockaddr *name, socklen_t len);
+// The launcher released inherited sockets since this process last acted on it (Shared::released_seq): two
+// relaxed loads. Only with the shared state attached.
+inline bool released_pending() {
+    return g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed);
+}
+
 // The program accepts, or waits for connections, on a shared socket: tell the launcher once per process,
 // and drop inherited sockets the launcher has released since.
 inline void note_accepting() {
     if (g.unreported.load(std::memory_order_relaxed) > 0) report_adopted();
     if (!g.accepting.load(std::memory_order_relaxed) && !g.accepting.exchange(true))
         send_msg(MSG_ACCEPTING, 0, 0, nullptr, 0, -1);
-    if (g.acct.shared && g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed))
-        close_released();
+    if (g.acct.shared && released_pending()) close_released();
 }
 
 // Moves a private descriptor away from number fd (the program is about to dup2/dup3 onto it).

@@ -260,7 +260,7 @@ int wait_like(int epfd, epoll_event *events, int timeout, Call call) {
     // only a pending release costs anything (two relaxed loads per call on the hot path).
     if (!g.accepting.load(std::memory_order_relaxed)) {
         if (has_registrations(epfd)) note_accepting();
-    } else if (g.acct.shared->released_seq.load(std::memory_order_relaxed) != g.released_done.load(std::memory_order_relaxed)) {
+    } else if (released_pending()) {
         close_released();
     }
     for (;;) {
