@@ -43,11 +43,12 @@ void Accounting::add(int32_t n) {
 
 // True when the change left this process's counter at zero while draining: the generation may be idle
 // now (the last closer of a generation always brings its own counter to zero), the launcher sums to know.
-bool Accounting::sub(int32_t n) {
-    if (leaving()) return false;
+bool Accounting::drop(int32_t n) {
     int32_t left = counter(shared, slot.load(std::memory_order_acquire)).fetch_sub(n, std::memory_order_seq_cst) - n;
     return left == 0 && draining();
 }
+
+bool Accounting::sub(int32_t n) { return !leaving() && drop(n); }
 
 bool Accounting::reserve(bool *became_idle) {
     if (became_idle) *became_idle = false;
@@ -79,21 +80,17 @@ bool Accounting::release() {
 
 bool Accounting::release_all() {
     int32_t n = local.exchange(0, std::memory_order_relaxed);
-    if (!shared || n == 0 || leaving()) return false;
+    if (!shared || n == 0) return false;
     return sub(n);
 }
 
 bool Accounting::leave() {
     // The flag first: from here on the other threads reserve nothing, and what they do with a reservation
-    // made just before (commit, unreserve) changes no count. Then the counts go down, past sub(), which
+    // made just before (commit, unreserve) changes no count. Then the counts go down, with drop(): sub()
     // does nothing any more.
     if (gone.exchange(true, std::memory_order_seq_cst)) return false;
     int32_t n = local.exchange(0, std::memory_order_relaxed);
-    bool idle = false;
-    if (shared && n != 0) {
-        int32_t left = counter(shared, slot.load(std::memory_order_acquire)).fetch_sub(n, std::memory_order_seq_cst) - n;
-        idle = left == 0 && draining();
-    }
+    const bool idle = shared && n != 0 && drop(n);
     free_slot();
     return idle;
 }

@@ -78,6 +78,7 @@ struct Accounting {
     bool leaving() const { return gone.load(std::memory_order_seq_cst); }
     void add(int32_t n);
     bool sub(int32_t n);
+    bool drop(int32_t n); // sub() without the leaving() check (leave() itself)
     bool draining() const { return shared && shared->draining.load(std::memory_order_seq_cst) != kAccepting; }
     // Paused, not drained for good: waits re-check often so that a resume is acted on at once.
     bool standby() const { return shared && shared->draining.load(std::memory_order_relaxed) == kStandby; }
