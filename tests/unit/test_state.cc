@@ -126,6 +126,22 @@ int32_t conns(Shared *s) { return hr::shared_total_conns(s); }
 int32_t slot_conns(Shared *s, int i) { return s->slots[i].conns.load(); }
 int32_t slot_pid(Shared *s, int i) { return s->slots[i].pid.load(); }
 
+// Processes a and b of the generation, attached, each with its slot (pids 1000 and 1001).
+void two_processes(Shared *s, Accounting &a, Accounting &b) {
+    a.attach(s);
+    b.attach(s);
+    a.claim_slot(1000);
+    b.claim_slot(1001);
+}
+
+// n connections accepted by a (each reserved, then committed).
+void accepted(Accounting &a, int n) {
+    for (int i = 0; i < n; ++i) {
+        assert_true(a.reserve());
+        a.commit();
+    }
+}
+
 void test_claim_slot(void **state) {
     Shared *s = sh(state);
     Accounting a;
@@ -255,16 +271,9 @@ void test_add_dup(void **state) {
 void test_release_all(void **state) {
     Shared *s = sh(state);
     Accounting a, b;
-    a.attach(s);
-    b.attach(s);
-    a.claim_slot(1000);
-    b.claim_slot(1001);
-    for (int i = 0; i < 3; ++i) {
-        assert_true(a.reserve());
-        a.commit();
-    }
-    assert_true(b.reserve());
-    b.commit();
+    two_processes(s, a, b);
+    accepted(a, 3);
+    accepted(b, 1);
     assert_int_equal(conns(s), 4);
     // Not draining: never idle.
     assert_false(a.release_all());
@@ -293,18 +302,11 @@ void test_release_all(void **state) {
 void test_leave(void **state) {
     Shared *s = sh(state);
     Accounting a, b;
-    a.attach(s);
-    b.attach(s);
-    a.claim_slot(1000);
-    b.claim_slot(1001);
+    two_processes(s, a, b);
     const int slot = a.slot.load();
-    for (int i = 0; i < 2; ++i) {
-        assert_true(a.reserve());
-        a.commit();
-    }
+    accepted(a, 2);
     assert_true(a.reserve()); // another thread's accept() in flight
-    assert_true(b.reserve());
-    b.commit();
+    accepted(b, 1);
     assert_int_equal(conns(s), 4);
     s->draining.store(1);
     assert_false(a.leave()); // b still holds one: not idle
@@ -531,14 +533,9 @@ void test_layout_one_line_per_writer(void **) {
 void test_sub_hints_per_process(void **state) {
     Shared *s = sh(state);
     Accounting a, b;
-    a.attach(s);
-    b.attach(s);
-    a.claim_slot(1000);
-    b.claim_slot(1001);
-    assert_true(a.reserve());
-    a.commit();
-    assert_true(b.reserve());
-    b.commit();
+    two_processes(s, a, b);
+    accepted(a, 1);
+    accepted(b, 1);
     s->draining.store(hr::kDraining);
     assert_true(a.release());
     assert_int_equal(conns(s), 1);
